@@ -1,0 +1,24 @@
+"""Keras layers of keras_vit, named after the official checkpoint scopes."""
+
+from keras_vit.layers.attention import MultiHeadDotProductAttention
+from keras_vit.layers.dense_general import DenseGeneral
+from keras_vit.layers.encoder import (
+    LAYER_NORM_EPSILON,
+    AddPositionEmbs,
+    Encoder,
+    Encoder1DBlock,
+    MlpBlock,
+)
+from keras_vit.layers.tokens import ClassToken, TokenPooling
+
+__all__ = [
+    "LAYER_NORM_EPSILON",
+    "AddPositionEmbs",
+    "ClassToken",
+    "DenseGeneral",
+    "Encoder",
+    "Encoder1DBlock",
+    "MlpBlock",
+    "MultiHeadDotProductAttention",
+    "TokenPooling",
+]

@@ -1,0 +1,71 @@
+"""Multi-head self-attention with the official checkpoints' weights."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_vit.kernels import dot_product_attention
+from keras_vit.layers.dense_general import DenseGeneral
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class MultiHeadDotProductAttention(keras.layers.Layer):
+    """Self-attention whose weights are ``query``, ``key``, ``value`` and ``out``.
+
+    Kernels are stored as in the official checkpoints: ``query/kernel`` is
+    ``[hidden, heads, head_dim]``, ``out/kernel`` is ``[heads, head_dim, hidden]``.
+
+    Args:
+        num_heads: number of attention heads; must divide the hidden size.
+        attention_dropout_rate: dropout on the attention weights.
+        **kwargs: standard layer arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> attn = MultiHeadDotProductAttention(num_heads=2)
+        >>> tuple(attn(np.zeros((1, 5, 8), "float32")).shape)
+        (1, 5, 8)
+    """
+
+    def __init__(self, num_heads: int, attention_dropout_rate: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.attention_dropout_rate = attention_dropout_rate
+        self.seed_generator = keras.random.SeedGenerator()
+
+    def build(self, input_shape):
+        hidden = input_shape[-1]
+        if hidden % self.num_heads:
+            raise ValueError(
+                f"hidden size {hidden} is not divisible by num_heads={self.num_heads}."
+            )
+        head_dim = hidden // self.num_heads
+        self.query, self.key, self.value = (
+            DenseGeneral((self.num_heads, head_dim), name=n, dtype=self.dtype_policy)
+            for n in ("query", "key", "value")
+        )
+        for layer in (self.query, self.key, self.value):
+            layer.build(input_shape)
+        self.out = DenseGeneral(hidden, in_axes=2, name="out", dtype=self.dtype_policy)
+        self.out.build(tuple(input_shape[:-1]) + (self.num_heads, head_dim))
+
+    def call(self, inputs, training=None):
+        context = dot_product_attention(
+            self.query(inputs),
+            self.key(inputs),
+            self.value(inputs),
+            dropout_rate=self.attention_dropout_rate,
+            training=training,
+            seed=self.seed_generator,
+        )
+        return self.out(context)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "attention_dropout_rate": self.attention_dropout_rate,
+        }

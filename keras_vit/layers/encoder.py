@@ -1,0 +1,243 @@
+"""The Transformer encoder of ViT, scoped as the official checkpoints.
+
+Scopes: ``Transformer/posembed_input/pos_embedding``,
+``Transformer/encoderblock_{i}/{LayerNorm_0, MultiHeadDotProductAttention_1,
+LayerNorm_2, MlpBlock_3/Dense_{0,1}}``, ``Transformer/encoder_norm``
+(the pre-Linen numbering of the released checkpoints).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_vit.layers.attention import MultiHeadDotProductAttention
+from keras_vit.layers.dense_general import flat_glorot_uniform
+
+# flax.linen.LayerNorm's default epsilon, used by the official code and by timm's ViT.
+LAYER_NORM_EPSILON = 1e-6
+
+
+def layer_norm(name: str, dtype_policy) -> keras.layers.LayerNormalization:
+    """A LayerNorm with the official epsilon (weights ``gamma``/``beta`` = ``scale``/``bias``)."""
+    return keras.layers.LayerNormalization(
+        epsilon=LAYER_NORM_EPSILON, name=name, dtype=dtype_policy
+    )
+
+
+def _official_dense(units: int, fan_in: int, name: str, dtype_policy) -> keras.layers.Dense:
+    return keras.layers.Dense(
+        units,
+        kernel_initializer=flat_glorot_uniform(fan_in, units),
+        bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+        name=name,
+        dtype=dtype_policy,
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class MlpBlock(keras.layers.Layer):
+    """Dense → GELU → dropout → Dense → dropout (``Dense_0``, ``Dense_1``).
+
+    Args:
+        mlp_dim: width of the hidden layer.
+        dropout_rate: dropout after each Dense.
+        approximate_gelu: tanh form of GELU (official JAX checkpoints) if True,
+            exact erf form (timm) if False.
+        **kwargs: standard layer arguments.
+    """
+
+    def __init__(self, mlp_dim: int, dropout_rate: float = 0.0, approximate_gelu: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        self.approximate_gelu = approximate_gelu
+
+    def build(self, input_shape):
+        hidden = input_shape[-1]
+        self.dense_0 = _official_dense(self.mlp_dim, hidden, "Dense_0", self.dtype_policy)
+        self.dense_0.build(input_shape)
+        self.dense_1 = _official_dense(hidden, self.mlp_dim, "Dense_1", self.dtype_policy)
+        self.dense_1.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
+
+    def call(self, inputs, training=None):
+        x = self.dense_0(inputs)
+        x = keras.activations.gelu(x, approximate=self.approximate_gelu)
+        x = self.dropout(x, training=training)
+        return self.dropout(self.dense_1(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mlp_dim": self.mlp_dim,
+            "dropout_rate": self.dropout_rate,
+            "approximate_gelu": self.approximate_gelu,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class Encoder1DBlock(keras.layers.Layer):
+    """Pre-norm Transformer block: x + MHA(LN(x)), then x + MLP(LN(x)).
+
+    Args:
+        mlp_dim: MLP hidden width.
+        num_heads: attention heads.
+        dropout_rate: dropout after attention and in the MLP.
+        attention_dropout_rate: dropout on attention weights.
+        approximate_gelu: see ``MlpBlock``.
+        **kwargs: standard layer arguments.
+    """
+
+    def __init__(
+        self,
+        mlp_dim: int,
+        num_heads: int,
+        dropout_rate: float = 0.0,
+        attention_dropout_rate: float = 0.0,
+        approximate_gelu: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.mlp_dim = mlp_dim
+        self.num_heads = num_heads
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.approximate_gelu = approximate_gelu
+
+    def build(self, input_shape):
+        policy = self.dtype_policy
+        self.norm_0 = layer_norm("LayerNorm_0", policy)
+        self.attention = MultiHeadDotProductAttention(
+            self.num_heads,
+            self.attention_dropout_rate,
+            name="MultiHeadDotProductAttention_1",
+            dtype=policy,
+        )
+        self.norm_2 = layer_norm("LayerNorm_2", policy)
+        self.mlp = MlpBlock(
+            self.mlp_dim, self.dropout_rate, self.approximate_gelu, name="MlpBlock_3", dtype=policy
+        )
+        for layer in (self.norm_0, self.attention, self.norm_2, self.mlp):
+            layer.build(input_shape)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy)
+
+    def call(self, inputs, training=None):
+        x = self.attention(self.norm_0(inputs), training=training)
+        x = inputs + self.dropout(x, training=training)
+        return x + self.mlp(self.norm_2(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mlp_dim": self.mlp_dim,
+            "num_heads": self.num_heads,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "approximate_gelu": self.approximate_gelu,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class AddPositionEmbs(keras.layers.Layer):
+    """Adds a learned ``pos_embedding`` of shape ``[1, tokens, hidden]``."""
+
+    def build(self, input_shape):
+        self.pos_embedding = self.add_weight(
+            name="pos_embedding",
+            shape=(1, input_shape[1], input_shape[2]),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.pos_embedding, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class Encoder(keras.layers.Layer):
+    """Position embeddings, ``num_layers`` blocks and the final ``encoder_norm``.
+
+    Args:
+        num_layers: number of ``encoderblock_{i}``.
+        mlp_dim: MLP hidden width.
+        num_heads: attention heads.
+        dropout_rate: dropout rate.
+        attention_dropout_rate: attention-weights dropout rate.
+        approximate_gelu: see ``MlpBlock``.
+        **kwargs: standard layer arguments; the model names it ``"Transformer"``.
+
+    Example:
+        >>> import numpy as np
+        >>> enc = Encoder(num_layers=1, mlp_dim=16, num_heads=2, name="Transformer")
+        >>> tuple(enc(np.zeros((2, 5, 8), "float32")).shape)
+        (2, 5, 8)
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        mlp_dim: int,
+        num_heads: int,
+        dropout_rate: float = 0.0,
+        attention_dropout_rate: float = 0.0,
+        approximate_gelu: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_layers = num_layers
+        self.mlp_dim = mlp_dim
+        self.num_heads = num_heads
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.approximate_gelu = approximate_gelu
+
+    def build(self, input_shape):
+        policy = self.dtype_policy
+        self.posembed_input = AddPositionEmbs(name="posembed_input", dtype=policy)
+        self.posembed_input.build(input_shape)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy)
+        self.blocks = [
+            Encoder1DBlock(
+                self.mlp_dim,
+                self.num_heads,
+                self.dropout_rate,
+                self.attention_dropout_rate,
+                self.approximate_gelu,
+                name=f"encoderblock_{i}",
+                dtype=policy,
+            )
+            for i in range(self.num_layers)
+        ]
+        for block in self.blocks:
+            block.build(input_shape)
+        self.encoder_norm = layer_norm("encoder_norm", policy)
+        self.encoder_norm.build(input_shape)
+
+    def call(self, inputs, training=None):
+        x = self.dropout(self.posembed_input(inputs), training=training)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self.encoder_norm(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers,
+            "mlp_dim": self.mlp_dim,
+            "num_heads": self.num_heads,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "approximate_gelu": self.approximate_gelu,
+        }

@@ -1,0 +1,184 @@
+"""The Vision Transformer as a Keras functional model.
+
+Layer names follow the official checkpoint scopes (``embedding``, ``cls``,
+``Transformer``, ``pre_logits``, ``head``), so ``keras_vit.checkpoints`` maps
+checkpoint keys to weights almost one to one.
+
+Example:
+    >>> import numpy as np
+    >>> from keras_vit.models import ViT
+    >>> model = ViT(image_size=32, patch_size=16, hidden_size=64, num_layers=1,
+    ...             num_heads=2, mlp_dim=128, num_classes=10)
+    >>> model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape
+    (1, 10)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import keras
+
+from keras_vit.checkpoints import load_weights_file
+from keras_vit.layers import ClassToken, Encoder, TokenPooling
+from keras_vit.models import weights as named_weights
+from keras_vit.variants import VIT_SIZES
+
+CLASSIFIERS = ("token", "gap")
+POOLINGS = (None, "token", "gap", "avg", "max")
+
+
+def _image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ValueError(
+            f"image_size must be a positive int or a (height, width) pair; got {image_size!r}."
+        )
+    return size
+
+
+def _variant_of(hidden_size, num_layers, num_heads, mlp_dim, patch_size) -> str | None:
+    dims = dict(hidden_size=hidden_size, num_layers=num_layers, mlp_dim=mlp_dim, num_heads=num_heads)
+    for size, config in VIT_SIZES.items():
+        if config == dims:
+            return f"{size}/{patch_size}"
+    return None
+
+
+def resolve_weights(weights: str | os.PathLike | None, variant: str | None) -> str | None:
+    """Turns ``weights`` into a local file path (downloading a named checkpoint)."""
+    if weights is None:
+        return None
+    path = os.fspath(weights)
+    if os.path.isfile(path):
+        return path
+    return named_weights.fetch(named_weights.lookup(variant, path))
+
+
+def ViT(
+    image_size: int | Sequence[int] = 224,
+    patch_size: int = 16,
+    hidden_size: int = 768,
+    num_layers: int = 12,
+    num_heads: int = 12,
+    mlp_dim: int = 3072,
+    num_classes: int = 1000,
+    classifier: str = "token",
+    representation_size: int | None = None,
+    approximate_gelu: bool = True,
+    dropout_rate: float = 0.0,
+    attention_dropout_rate: float = 0.0,
+    include_top: bool = True,
+    weights: str | os.PathLike | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = None,
+    name: str = "vit",
+) -> keras.Model:
+    """Builds a Vision Transformer (Dosovitskiy et al., 2020).
+
+    Args:
+        image_size: input size, an int or ``(height, width)``; each must be
+            divisible by ``patch_size``.
+        patch_size: side of the square patches.
+        hidden_size: token width.
+        num_layers: number of encoder blocks.
+        num_heads: attention heads per block.
+        mlp_dim: hidden width of each block's MLP.
+        num_classes: size of the ``head``.
+        classifier: ``"token"`` (class token) or ``"gap"`` (mean of all tokens
+            after the final LayerNorm, as the official code does).
+        representation_size: width of the ``pre_logits`` Dense+tanh layer of the
+            ImageNet-21k checkpoints; None for none.
+        approximate_gelu: the tanh GELU of the official JAX checkpoints (True) or
+            the exact erf GELU of timm (False).
+        dropout_rate: dropout after the position embeddings, attention and MLP.
+        attention_dropout_rate: dropout on the attention weights.
+        include_top: whether to end with ``pre_logits`` and ``head``. Without it
+            the model returns the encoded tokens ``[batch, tokens, hidden]``, or
+            a pooled vector if ``pooling`` is given.
+        weights: None, a checkpoint file (official ``.npz``, timm ``.npz`` or
+            ``.safetensors``, Keras ``.weights.h5``), or a named official
+            checkpoint of the variant (see ``keras_vit.models.weights``).
+        pooling: with ``include_top=False``: ``"token"``, ``"gap"``/``"avg"``
+            or ``"max"``.
+        classifier_activation: activation of the head; None returns logits, as
+            the official code does.
+        name: model name.
+
+    Returns:
+        A ``keras.Model`` taking float images in [-1, 1] (see
+        ``keras_vit.preprocess_input``), shaped ``[batch, height, width, 3]``.
+        ``model.get_layer("Transformer").output`` gives the encoded tokens and
+        ``model.get_layer("pre_logits").output`` the features before the head.
+
+    Raises:
+        ValueError: for an inconsistent configuration or unknown ``weights``.
+    """
+    height, width = _image_hw(image_size)
+    if not isinstance(patch_size, int) or patch_size <= 0:
+        raise ValueError(f"patch_size must be a positive int; got {patch_size!r}.")
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"image size {height}x{width} is not divisible by the patch size {patch_size}."
+        )
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {classifier!r}.")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
+    if include_top and pooling is not None:
+        raise ValueError("pooling applies only with include_top=False.")
+    if pooling == "token" and classifier != "token":
+        raise ValueError('pooling="token" needs classifier="token" (a model with a class token).')
+    if include_top and (not isinstance(num_classes, int) or num_classes <= 0):
+        raise ValueError(f"num_classes must be a positive int; got {num_classes!r}.")
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}.")
+    variant = _variant_of(hidden_size, num_layers, num_heads, mlp_dim, patch_size)
+    weights_path = resolve_weights(weights, variant)
+
+    images = keras.Input(shape=(height, width, 3), name="images")
+    x = keras.layers.Conv2D(
+        hidden_size,
+        patch_size,
+        strides=patch_size,
+        padding="valid",
+        kernel_initializer="lecun_normal",
+        name="embedding",
+    )(images)
+    x = keras.layers.Reshape(((height // patch_size) * (width // patch_size), hidden_size), name="patches")(x)
+    if classifier == "token":
+        x = ClassToken(name="cls")(x)
+    x = Encoder(
+        num_layers=num_layers,
+        mlp_dim=mlp_dim,
+        num_heads=num_heads,
+        dropout_rate=dropout_rate,
+        attention_dropout_rate=attention_dropout_rate,
+        approximate_gelu=approximate_gelu,
+        name="Transformer",
+    )(x)
+    if include_top:
+        x = TokenPooling(classifier, name="pool")(x)
+        if representation_size:
+            x = keras.layers.Dense(
+                representation_size,
+                activation="tanh",
+                kernel_initializer="lecun_normal",
+                name="pre_logits",
+            )(x)
+        else:
+            x = keras.layers.Identity(name="pre_logits")(x)
+        x = keras.layers.Dense(
+            num_classes,
+            kernel_initializer="zeros",
+            activation=classifier_activation,
+            name="head",
+        )(x)
+    elif pooling is not None:
+        x = TokenPooling("gap" if pooling == "avg" else pooling, name="pool")(x)
+    model = keras.Model(images, x, name=name)
+
+    if weights_path is not None:
+        load_weights_file(model, weights_path)
+    return model

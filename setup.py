@@ -1,0 +1,37 @@
+"""Installs keras_vit, with the top-level ``kernels/`` folder as ``keras_vit.kernels``.
+
+A top-level package named ``kernels`` would collide with an existing PyPI project,
+hence the ``package_dir`` mapping.
+"""
+
+from setuptools import find_packages, setup
+
+packages = find_packages(include=["keras_vit", "keras_vit.*"]) + ["keras_vit.kernels"]
+
+setup(
+    name="keras-vit",
+    version="0.1.0",
+    description="Vision Transformer, hybrid and BiT ResNet-v2 for Keras 3 with the official weights",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=packages,
+    package_dir={"keras_vit.kernels": "kernels"},
+    package_data={"keras_vit": ["data/*.txt"]},
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.5",
+        "numpy",
+        # scipy.ndimage.zoom is what the official loader resizes position embeddings with.
+        "scipy",
+        # timm / Hugging Face checkpoints are .safetensors files; no pickle involved.
+        "safetensors",
+    ],
+    extras_require={
+        "data": ["tensorflow-datasets", "scikit-learn"],
+        "serve": ["tritonclient[all]", "nvidia-pytriton"],
+        "analysis": ["matplotlib"],
+        "test": ["pytest", "pytest-timeout", "ruff"],
+    },
+    entry_points={"console_scripts": ["keras-vit=keras_vit.cli:main"]},
+)

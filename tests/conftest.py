@@ -1,0 +1,51 @@
+"""Shared test set-up: backend, fixture files, tiny models built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+# The tiny config of the reference fixtures (see ../shared/fixtures/README.md).
+TINY = dict(image_size=64, patch_size=16, hidden_size=64, num_layers=2, num_heads=2, mlp_dim=128,
+            num_classes=10)
+
+
+def fixture_path(name: str) -> Path:
+    """A reference fixture, or a skip (a failure under CI=true) when it is absent."""
+    path = FIXTURES / name
+    if not path.exists():
+        message = f"reference fixture {path} is absent"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (required under CI=true)")
+        pytest.skip(message)
+    return path
+
+
+def load_fixture(name: str) -> dict[str, np.ndarray]:
+    with np.load(fixture_path(name), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def relative_error(actual, expected) -> float:
+    """max |actual - expected| / max |expected|: the parity metric of this suite."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+@pytest.fixture(scope="session")
+def official_vit():
+    """The tiny official ViT with the fixture's weights, and its reference outputs."""
+    from keras_vit.checkpoints import load_npz
+    from keras_vit.models import ViT
+
+    model = ViT(**TINY)
+    load_npz(model, fixture_path("official_tiny_vit.params.npz"))
+    return model, load_fixture("official_tiny_vit.io.npz")

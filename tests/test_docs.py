@@ -1,0 +1,22 @@
+"""Every docstring example runs."""
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import keras_vit
+
+MODULES = sorted(
+    {"keras_vit"}
+    | {m.name for m in pkgutil.walk_packages(keras_vit.__path__, "keras_vit.") if "cli" not in m.name}
+    | {"keras_vit.kernels", "keras_vit.kernels.attention"}
+)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
