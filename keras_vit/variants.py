@@ -1,12 +1,15 @@
 """The one table of model variants, decoded from names such as ``"B/16"``.
 
-Every public constructor (``ViT_B16``, ``create_model("ViT-B/16")``, ...) is
-derived from the tables below, so a variant exists in exactly one place.
+Every public constructor (``ViT_B16``, ``R50_ViT_B16``, ``BiT_R50x1``,
+``create_model("ViT-B/16")``, ...) is derived from the tables below, so a
+variant exists in exactly one place.
 
 Example:
-    >>> from keras_vit.variants import parse_vit_name
-    >>> parse_vit_name("ViT-B/16")["hidden_size"]
-    768
+    >>> from keras_vit.variants import parse_model_name
+    >>> parse_model_name("ViT-B/16")
+    ('vit', 'B/16', {'hidden_size': 768, 'num_layers': 12, 'mlp_dim': 3072, 'num_heads': 12, 'patch_size': 16})
+    >>> parse_model_name("R50+ViT-B/16")[2]["resnet_layers"]
+    (3, 4, 9)
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ VIT_SIZES: dict[str, dict[str, int]] = {
     "H": dict(hidden_size=1280, num_layers=32, mlp_dim=5120, num_heads=16),
 }
 
-# The named variants of the paper and of the AugReg release: name -> (size, patch).
+# The named ViT variants of the paper and of the AugReg release: name -> (size, patch).
 VIT_VARIANTS: dict[str, tuple[str, int]] = {
     "Ti/16": ("Ti", 16),
     "S/16": ("S", 16),
@@ -38,34 +41,80 @@ VIT_VARIANTS: dict[str, tuple[str, int]] = {
     "H/14": ("H", 14),
 }
 
+# Hybrids of vision_transformer's configs: name -> (size, patch on the feature map,
+# ResNet stages). "/16" is the effective patch: R50's stem with 3 stages downsamples
+# 16x, so the Transformer takes 1x1 patches; R+Ti/16 is the root alone with 8x8 patches.
+HYBRID_VARIANTS: dict[str, tuple[str, int, tuple[int, ...]]] = {
+    "R+Ti/16": ("Ti", 8, ()),
+    "R26+S/32": ("S", 1, (2, 2, 2, 2)),
+    "R26+B/32": ("B", 1, (2, 2, 2, 2)),
+    "R50+B/16": ("B", 1, (3, 4, 9)),
+    "R50+L/32": ("L", 1, (3, 4, 6, 3)),
+}
+
+# BiT ResNet-v2: name -> (units per stage, width multiplier).
+_BIT_DEPTHS = {"R50": (3, 4, 6, 3), "R101": (3, 4, 23, 3), "R152": (3, 8, 36, 3)}
+BIT_VARIANTS: dict[str, tuple[tuple[int, ...], int]] = {
+    f"{depth}x{width}": (_BIT_DEPTHS[depth], width)
+    for depth, width in [("R50", 1), ("R50", 3), ("R101", 1), ("R101", 3), ("R152", 2), ("R152", 4)]
+}
+
 _VIT_NAME = re.compile(r"^(?:ViT-)?(?P<size>Mu|Ti|S|B|L|H)/(?P<patch>\d+)$")
+_HYBRID_NAME = re.compile(r"^(?P<resnet>R\d*)\+(?:ViT-)?(?P<vit>\w+/\d+)$")
+_BIT_NAME = re.compile(r"^(?:BiT-)?(?P<name>R\d+x\d+)$")
 
 
-def parse_vit_name(name: str) -> dict[str, Any]:
-    """Decodes a ViT variant name into constructor arguments.
+def _known_names() -> str:
+    return ", ".join(
+        [f"ViT-{v}" for v in VIT_VARIANTS]
+        + [n.replace("+", "+ViT-") for n in HYBRID_VARIANTS]
+        + [f"BiT-{v}" for v in BIT_VARIANTS]
+    )
+
+
+def parse_model_name(name: str) -> tuple[str, str, dict[str, Any]]:
+    """Decodes a variant name into its family, canonical name and constructor arguments.
 
     Args:
-        name: ``"B/16"`` or ``"ViT-B/16"``; any patch size is accepted for the
-            sizes of ``VIT_SIZES`` (``"Mu/8"`` is the tiny test model).
+        name: ``"ViT-B/16"`` / ``"B/16"`` (any patch size for the sizes of
+            ``VIT_SIZES``; ``"Mu/16"`` is the tiny test model), ``"R50+ViT-B/16"``
+            / ``"R50+B/16"``, or ``"BiT-R50x1"`` / ``"R50x1"``.
 
     Returns:
-        A dict with ``hidden_size``, ``num_layers``, ``mlp_dim``, ``num_heads``
-        and ``patch_size``.
+        ``(family, canonical name, arguments)`` with family ``"vit"``,
+        ``"hybrid"`` or ``"bit"``.
 
     Raises:
         ValueError: for a name that names no variant.
     """
-    match = _VIT_NAME.match(name.strip())
-    if match is None:
-        known = ", ".join(f"ViT-{v}" for v in VIT_VARIANTS)
-        raise ValueError(
-            f"Unknown ViT variant {name!r}. Known variants: {known} "
-            "(or 'Mu/<patch>' for the tiny test model)."
-        )
-    return dict(VIT_SIZES[match["size"]], patch_size=int(match["patch"]))
+    text = name.strip() if isinstance(name, str) else ""
+    if match := _VIT_NAME.match(text):
+        canonical = f"{match['size']}/{match['patch']}"
+        return "vit", canonical, dict(VIT_SIZES[match["size"]], patch_size=int(match["patch"]))
+    if (match := _HYBRID_NAME.match(text)) and f"{match['resnet']}+{match['vit']}" in HYBRID_VARIANTS:
+        canonical = f"{match['resnet']}+{match['vit']}"
+        size, patch, stages = HYBRID_VARIANTS[canonical]
+        config = dict(VIT_SIZES[size], patch_size=patch, resnet_layers=stages, resnet_width=1)
+        return "hybrid", canonical, config
+    if (match := _BIT_NAME.match(text)) and match["name"] in BIT_VARIANTS:
+        layers, width = BIT_VARIANTS[match["name"]]
+        return "bit", match["name"], dict(layers=layers, width=width)
+    raise ValueError(f"Unknown model variant {name!r}. Known variants: {_known_names()}.")
 
 
-def canonical_vit_name(name: str) -> str:
-    """Returns ``"B/16"`` for ``"ViT-B/16"`` or ``"B/16"`` (validated)."""
-    parse_vit_name(name)
-    return name.strip().removeprefix("ViT-")
+def vit_variant_name(config: dict[str, Any]) -> str | None:
+    """The canonical name of a ViT or hybrid configuration, or None if it has none."""
+    dims = {k: config[k] for k in ("hidden_size", "num_layers", "mlp_dim", "num_heads")}
+    size = next((s for s, c in VIT_SIZES.items() if c == dims), None)
+    if size is None:
+        return None
+    stages = config.get("resnet_layers")
+    if stages is None:
+        return f"{size}/{config['patch_size']}"
+    stages = tuple(stages)
+    for name, (hybrid_size, patch, hybrid_stages) in HYBRID_VARIANTS.items():
+        if (hybrid_size, patch, hybrid_stages) == (size, config["patch_size"], stages) and config.get(
+            "resnet_width", 1
+        ) == 1:
+            return name
+    return None

@@ -225,9 +225,9 @@ def test_named_checkpoint_from_the_keras_cache(tmp_path, monkeypatch):
     """A named checkpoint resolves to its file in the Keras cache (no download when cached)."""
     from keras_vit.models import ViT_Ti16
     from keras_vit.models import weights as weights_module
-    from keras_vit.models.weights import VIT_WEIGHTS
+    from keras_vit.models.weights import NAMED_WEIGHTS
 
-    named = VIT_WEIGHTS["Ti/16"]["augreg_in21k_ft_in1k"]
+    named = NAMED_WEIGHTS["Ti/16"]["augreg_in21k_ft_in1k"]
     assert named.url.endswith("Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0"
                               "--imagenet2012-steps_20k-lr_0.03-res_224.npz")
     cache = tmp_path / "keras_vit"

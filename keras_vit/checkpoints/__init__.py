@@ -22,9 +22,9 @@ import keras
 
 from keras_vit.checkpoints.assign import assign_params, model_params
 from keras_vit.checkpoints.io import CheckpointError, read_npz, read_safetensors, write_npz_atomic
-from keras_vit.checkpoints.official import canonical_official, detect_family
+from keras_vit.checkpoints.official import canonical_official, detect_family, to_bit_layout
 from keras_vit.checkpoints.posemb import resample_position_embeddings
-from keras_vit.checkpoints.timm import canonical_timm_vit
+from keras_vit.checkpoints.timm import canonical_timm_bit, canonical_timm_vit, timm_family
 
 logger = logging.getLogger("keras_vit")
 
@@ -44,7 +44,9 @@ def _model_family(model: keras.Model) -> str:
         return "hybrid"
     if "Transformer" in names:
         return "vit"
-    raise CheckpointError(f"model {model.name!r} is not a keras_vit ViT or hybrid model")
+    if "root_block" in names:
+        return "bit"
+    raise CheckpointError(f"model {model.name!r} is not a keras_vit ViT, hybrid or BiT model")
 
 
 def _encoder_config(model: keras.Model) -> dict:
@@ -60,6 +62,8 @@ def _check_family(model: keras.Model, family: str, path) -> None:
 
 
 def _warn_gelu(model: keras.Model, approximate: bool, source: str) -> None:
+    if _model_family(model) == "bit":
+        return
     if _encoder_config(model)["approximate_gelu"] != approximate:
         form = "tanh (approximate_gelu=True)" if approximate else "erf (approximate_gelu=False)"
         logger.warning("%s was trained with the %s GELU; the model uses the other form", source, form)
@@ -71,10 +75,11 @@ def load_npz(
     posemb_method: str = "bilinear",
     source_grid: tuple[int, int] | None = None,
 ) -> None:
-    """Loads an official vision_transformer / big_vision ``.npz`` checkpoint.
+    """Loads an official ``.npz`` checkpoint: ViT, hybrid or BiT.
 
-    Recognises the family from the keys (original, AugReg and i21k files with
-    pre-Linen numbering; Linen numbering; big_vision's layout). Position
+    Recognises the family from the keys (original, AugReg and i21k ViT files
+    with pre-Linen numbering; Linen numbering; big_vision's layout; hybrids
+    with old ``(1, 1, 1, C)`` GroupNorm parameters; BiT's ``resnet/`` files). Position
     embeddings are resampled when the model's grid differs (the official
     loader's bilinear zoom by default). A model with another class count, or
     without the checkpoint's ``pre_logits`` layer, keeps its own head.
@@ -99,11 +104,11 @@ def load_npz(
 
 
 def load_timm(model: keras.Model, path: str | os.PathLike, posemb_method: str = "bicubic") -> None:
-    """Loads a timm / Hugging Face ``VisionTransformer`` state dict.
+    """Loads a timm / Hugging Face state dict: ``VisionTransformer``, its hybrid, or BiT ``ResNetV2``.
 
     Args:
-        model: a keras_vit ViT, built with ``approximate_gelu=False`` to match
-            timm's exact GELU.
+        model: a keras_vit model; a ViT built with ``approximate_gelu=False``
+            matches timm's exact GELU.
         path: a ``.safetensors`` file or an ``.npz`` of the state dict.
         posemb_method: how position embeddings are resampled (timm: bicubic).
 
@@ -114,20 +119,25 @@ def load_timm(model: keras.Model, path: str | os.PathLike, posemb_method: str = 
     state = read_safetensors(path) if path.endswith(".safetensors") else read_npz(path)
     if detect_family(state) != "timm":
         raise CheckpointError(f"{path!r} is not a timm state dict; use load_npz")
-    _model_family(model)
-    num_heads = _encoder_config(model)["num_heads"]
-    _warn_gelu(model, False, path)
-    assign_params(model, canonical_timm_vit(state, num_heads), path, posemb_method)
+    family = timm_family(state)
+    _check_family(model, family, path)
+    if family == "bit":
+        params = canonical_timm_bit(state)
+    else:
+        _warn_gelu(model, False, path)
+        params = canonical_timm_vit(state, _encoder_config(model)["num_heads"])
+    assign_params(model, params, path, posemb_method)
 
 
 def save_npz(model: keras.Model, path: str | os.PathLike) -> None:
     """Writes the model's weights as an official-format ``.npz`` (atomically).
 
-    The file loads with ``load_npz`` here and with the official JAX code's
-    ``checkpoint.load``.
+    ViT and hybrid models are written as vision_transformer's files (they load
+    with its ``checkpoint.load``), BiT models as BiT's ``resnet/...`` files.
     """
-    _model_family(model)
     arrays = {key: keras.ops.convert_to_numpy(v) for key, v in model_params(model).items()}
+    if _model_family(model) == "bit":
+        arrays = to_bit_layout(arrays)
     write_npz_atomic(path, arrays)
 
 

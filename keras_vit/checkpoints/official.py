@@ -12,6 +12,9 @@ the other official layouts there:
   parameters along a leading axis under ``Transformer/encoderblock/``.
 - ``squeeze_groupnorm``: old hybrid files store GroupNorm parameters as
   ``(1, 1, 1, C)`` (flax issue 1721).
+- ``bit_layout``: BiT files nest everything under ``resnet/``, name GroupNorm
+  parameters ``gamma``/``beta`` and store the head as a 1x1 convolution
+  (``head/conv2d``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _LINEN_TO_PRE_LINEN = {
     "MlpBlock_0": "MlpBlock_3",
 }
 _BLOCK_MODULE = re.compile(r"^(Transformer/encoderblock_\d+)/([A-Za-z]+_\d+)/")
+TIMM_PREFIXES = ("blocks.", "patch_embed.", "stem.", "stages.")
 _GROUPNORM = re.compile(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$")
 
 
@@ -37,7 +41,7 @@ def detect_family(keys) -> str:
     Returns one of ``"vit"``, ``"hybrid"``, ``"bit"``, ``"timm"``.
     """
     keys = set(keys)
-    if any(k.startswith(("blocks.", "patch_embed.", "stem.", "stages.")) for k in keys):
+    if any(k.startswith(TIMM_PREFIXES) for k in keys):
         return "timm"
     if any(k.startswith("resnet/") for k in keys):
         return "bit"
@@ -84,8 +88,38 @@ def squeeze_groupnorm(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: (v.reshape(v.shape[-1:]) if _GROUPNORM.search(k) else v) for k, v in params.items()}
 
 
+def bit_layout(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in params.items():
+        key = key.removeprefix("resnet/")
+        key = re.sub(r"group_norm/gamma$", "group_norm/scale", key)
+        key = re.sub(r"group_norm/beta$", "group_norm/bias", key)
+        if key == "head/conv2d/kernel":
+            key, value = "head/kernel", value.reshape(value.shape[-2:])
+        elif key == "head/conv2d/bias":
+            key = "head/bias"
+        out[key] = value
+    return out
+
+
+def to_bit_layout(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inverse of ``bit_layout``: canonical BiT keys to BiT's own file layout."""
+    out = {}
+    for key, value in params.items():
+        key = re.sub(r"group_norm/scale$", "group_norm/gamma", key)
+        key = re.sub(r"group_norm/bias$", "group_norm/beta", key)
+        if key == "head/kernel":
+            key, value = "head/conv2d/kernel", value.reshape((1, 1) + value.shape)
+        elif key == "head/bias":
+            key = "head/conv2d/bias"
+        out["resnet/" + key] = value
+    return out
+
+
 def canonical_official(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Applies the fix-ups that the keys call for; returns canonical keys."""
+    if any(k.startswith("resnet/") for k in params):
+        return bit_layout(params)
     if any(k.startswith("MAPHead_0/") for k in params):
         raise CheckpointError(
             "checkpoint uses big_vision's MAP head (MAPHead_0/...), which keras_vit models do not have"

@@ -1,4 +1,9 @@
-"""timm state dicts (PyTorch layouts, ``blocks.{i}.attn.qkv``) to canonical keys."""
+"""timm state dicts (PyTorch layouts) to canonical keys.
+
+Three families: ``VisionTransformer`` (``blocks.{i}.attn.qkv``), its hybrid
+(``patch_embed.backbone.stem`` / ``stages``, the official hybrid stem's port)
+and ``ResNetV2`` BiT models (``stem.conv``, ``stages.{i}.blocks.{j}``).
+"""
 
 from __future__ import annotations
 
@@ -56,6 +61,75 @@ def _block_params(prefix: str, name: str, value: np.ndarray, num_heads: int) -> 
                           "has no place in a keras_vit ViT")
 
 
+def timm_family(state) -> str:
+    """``"bit"``, ``"hybrid"`` or ``"vit"`` for a timm state dict."""
+    if "stem.conv.weight" in state:
+        return "bit"
+    if any(k.startswith("patch_embed.backbone.") for k in state):
+        return "hybrid"
+    return "vit"
+
+
+def _conv(value: np.ndarray) -> np.ndarray:
+    """PyTorch OIHW kernel to HWIO."""
+    return value.transpose(2, 3, 1, 0)
+
+
+_BIT_UNIT = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.(\w+)\.(weight|bias)$")
+_BIT_PARTS = {"norm1": "a/group_norm", "conv1": "a/standardized_conv2d", "norm2": "b/group_norm",
+              "conv2": "b/standardized_conv2d", "norm3": "c/group_norm", "conv3": "c/standardized_conv2d"}
+
+
+def canonical_timm_bit(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Converts a timm ``ResNetV2`` (``resnetv2_*_bit``) state dict to canonical keys."""
+    params: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        unit = _BIT_UNIT.match(key.replace(".downsample.conv.", ".proj."))
+        if key == "stem.conv.weight":
+            params["root_block/standardized_conv2d/kernel"] = _conv(value)
+        elif key in ("norm.weight", "norm.bias"):
+            params["group_norm/" + ("scale" if key.endswith("weight") else "bias")] = value
+        elif key == "head.fc.weight":
+            params["head/kernel"] = value.reshape(value.shape[:2]).T
+        elif key == "head.fc.bias":
+            params["head/bias"] = value
+        elif unit and (unit[3] in _BIT_PARTS or unit[3] == "proj"):
+            scope = f"block{int(unit[1]) + 1}/unit{int(unit[2]) + 1:02d}/"
+            part = "a/proj/standardized_conv2d" if unit[3] == "proj" else _BIT_PARTS[unit[3]]
+            if part.endswith("conv2d"):
+                params[f"{scope}{part}/kernel"] = _conv(value)
+            else:
+                params[f"{scope}{part}/" + ("scale" if unit[4] == "weight" else "bias")] = value
+        else:
+            params[key] = value  # left for the assignment to report as an extra key
+    return params
+
+
+_HYBRID_UNIT = re.compile(r"^patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)\.(weight|bias)$")
+_HYBRID_PARTS = {"conv1": "conv1", "norm1": "gn1", "conv2": "conv2", "norm2": "gn2", "conv3": "conv3",
+                 "norm3": "gn3", "downsample.conv": "conv_proj", "downsample.norm": "gn_proj"}
+
+
+def _hybrid_stem(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Splits a timm hybrid's backbone off (as canonical keys) from the rest."""
+    stem, rest = {}, {}
+    for key, value in state.items():
+        unit = _HYBRID_UNIT.match(key)
+        if key == "patch_embed.backbone.stem.conv.weight":
+            stem["conv_root/kernel"] = _conv(value)
+        elif key in ("patch_embed.backbone.stem.norm.weight", "patch_embed.backbone.stem.norm.bias"):
+            stem["gn_root/" + ("scale" if key.endswith("weight") else "bias")] = value
+        elif unit and unit[3] in _HYBRID_PARTS:
+            name = f"block{int(unit[1]) + 1}/unit{int(unit[2]) + 1}/{_HYBRID_PARTS[unit[3]]}"
+            if name.rsplit("/", 1)[1].startswith("conv"):
+                stem[f"{name}/kernel"] = _conv(value)
+            else:
+                stem[f"{name}/" + ("scale" if unit[4] == "weight" else "bias")] = value
+        else:
+            rest[key] = value
+    return stem, rest
+
+
 def canonical_timm_vit(state: dict[str, np.ndarray], num_heads: int) -> dict[str, np.ndarray]:
     """Converts a timm ``VisionTransformer`` state dict to canonical keys.
 
@@ -71,7 +145,7 @@ def canonical_timm_vit(state: dict[str, np.ndarray], num_heads: int) -> dict[str
             "timm checkpoint has fc_norm (global_pool='avg': pooling before the final norm), "
             "which the official gap classifier does not have"
         )
-    params: dict[str, np.ndarray] = {}
+    params, state = _hybrid_stem(state)
     for key, value in state.items():
         block = _BLOCK.match(key)
         if block:
@@ -79,7 +153,7 @@ def canonical_timm_vit(state: dict[str, np.ndarray], num_heads: int) -> dict[str
         elif key in _RENAMES:
             params[_RENAMES[key]] = value
         elif key == "patch_embed.proj.weight":
-            params["embedding/kernel"] = value.transpose(2, 3, 1, 0)
+            params["embedding/kernel"] = _conv(value)
         elif key in ("head.weight", "pre_logits.fc.weight"):
             params[key.split(".")[0] + "/kernel"] = value.T
         else:

@@ -9,16 +9,32 @@ from keras_vit.layers.encoder import (
     Encoder1DBlock,
     MlpBlock,
 )
+from keras_vit.layers.resnet import (
+    BiTRootBlock,
+    PreActBottleneck,
+    PreActConv,
+    ResidualUnit,
+    ResNetStage,
+    StdConv2D,
+    weight_standardize,
+)
 from keras_vit.layers.tokens import ClassToken, TokenPooling
 
 __all__ = [
     "LAYER_NORM_EPSILON",
     "AddPositionEmbs",
+    "BiTRootBlock",
     "ClassToken",
     "DenseGeneral",
     "Encoder",
     "Encoder1DBlock",
     "MlpBlock",
     "MultiHeadDotProductAttention",
+    "PreActBottleneck",
+    "PreActConv",
+    "ResNetStage",
+    "ResidualUnit",
+    "StdConv2D",
     "TokenPooling",
+    "weight_standardize",
 ]

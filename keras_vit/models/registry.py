@@ -1,4 +1,4 @@
-"""Named constructors generated from the variant table, and ``create_model``.
+"""Named constructors generated from the variant tables, and ``create_model``.
 
 Example:
     >>> from keras_vit.models import create_model
@@ -13,21 +13,24 @@ from typing import Any, Callable
 
 import keras
 
+from keras_vit.models.bit import ResNetV2
 from keras_vit.models.vit import ViT
-from keras_vit.models.weights import VIT_WEIGHTS
-from keras_vit.variants import VIT_VARIANTS, canonical_vit_name, parse_vit_name
+from keras_vit.models.weights import NAMED_WEIGHTS
+from keras_vit.variants import BIT_VARIANTS, HYBRID_VARIANTS, VIT_VARIANTS, parse_model_name
 
 
 def create_model(name: str, weights: str | None = None, **kwargs: Any) -> keras.Model:
     """Builds a model from its variant name.
 
     Args:
-        name: a variant name such as ``"ViT-B/16"`` or ``"B/16"``.
+        name: ``"ViT-B/16"``, ``"R50+ViT-B/16"``, ``"BiT-R50x1"`` (see
+            ``keras_vit.variants``).
         weights: None, a checkpoint file, or a named official checkpoint of the
             variant; a named checkpoint sets the defaults of ``image_size``,
-            ``num_classes`` and ``representation_size`` to the ones it was saved
-            with (any of them may still be overridden: fine-tuning).
-        **kwargs: any other argument of ``keras_vit.models.ViT``.
+            ``num_classes`` (and ``representation_size``) to the ones it was
+            saved with; any of them may still be overridden (fine-tuning).
+        **kwargs: any other argument of ``keras_vit.models.ViT`` or
+            ``keras_vit.models.ResNetV2``.
 
     Returns:
         The model.
@@ -35,32 +38,45 @@ def create_model(name: str, weights: str | None = None, **kwargs: Any) -> keras.
     Raises:
         ValueError: for an unknown variant name or named checkpoint.
     """
-    variant = canonical_vit_name(name)
-    config: dict[str, Any] = parse_vit_name(variant)
-    named = VIT_WEIGHTS.get(variant, {}).get(weights) if isinstance(weights, str) else None
+    family, variant, config = parse_model_name(name)
+    named = NAMED_WEIGHTS.get(variant, {}).get(weights) if isinstance(weights, str) else None
     if named is not None:
-        config.update(
-            image_size=named.image_size,
-            num_classes=named.num_classes,
-            representation_size=named.representation_size,
-        )
-    config.setdefault("name", "vit_" + variant.replace("/", "").lower())
+        config.update(image_size=named.image_size, num_classes=named.num_classes)
+        if family != "bit":
+            config["representation_size"] = named.representation_size
+    slug = "".join(c for c in variant.lower() if c.isalnum() or c == "x")
+    config.setdefault("name", f"{family}_{slug}")
     config.update(kwargs)
+    if family == "bit":
+        return ResNetV2(weights=weights, variant=variant, **config)
     return ViT(weights=weights, **config)
 
 
-def _constructor(variant: str) -> Callable[..., keras.Model]:
-    def constructor(weights: str | None = None, **kwargs: Any) -> keras.Model:
-        return create_model(variant, weights=weights, **kwargs)
+def constructor_name(variant: str) -> str:
+    """``"B/16"`` -> ``ViT_B16``, ``"R50+B/16"`` -> ``R50_ViT_B16``, ``"R50x1"`` -> ``BiT_R50x1``."""
+    if variant in BIT_VARIANTS:
+        return f"BiT_{variant}"
+    resnet, _, vit = variant.rpartition("+")
+    return (f"{resnet}_" if resnet else "") + "ViT_" + vit.replace("/", "")
 
-    function_name = "ViT_" + variant.replace("/", "")
-    constructor.__name__ = constructor.__qualname__ = function_name
-    names = ", ".join(f'"{w}"' for w in sorted(VIT_WEIGHTS.get(variant, {}))) or "none"
+
+def _constructor(variant: str) -> Callable[..., keras.Model]:
+    display = variant if variant in BIT_VARIANTS else variant.replace("+", "+ViT-")
+    display = f"BiT-{display}" if variant in BIT_VARIANTS else (display if "+" in variant else f"ViT-{display}")
+
+    def constructor(weights: str | None = None, **kwargs: Any) -> keras.Model:
+        return create_model(display, weights=weights, **kwargs)
+
+    constructor.__name__ = constructor.__qualname__ = constructor_name(variant)
+    names = ", ".join(f'"{w}"' for w in sorted(NAMED_WEIGHTS.get(variant, {}))) or "none"
+    builder = "ResNetV2" if variant in BIT_VARIANTS else "ViT"
     constructor.__doc__ = (
-        f"ViT-{variant}: `create_model(\"ViT-{variant}\", weights, **kwargs)`.\n\n"
-        f"Named checkpoints: {names}. See `keras_vit.models.ViT` for the arguments.\n"
+        f"{display}: `create_model(\"{display}\", weights, **kwargs)`.\n\n"
+        f"Named checkpoints: {names}. See `keras_vit.models.{builder}` for the arguments.\n"
     )
     return constructor
 
 
-VARIANT_CONSTRUCTORS = {_constructor(v).__name__: _constructor(v) for v in VIT_VARIANTS}
+VARIANT_CONSTRUCTORS = {
+    constructor_name(v): _constructor(v) for v in (*VIT_VARIANTS, *HYBRID_VARIANTS, *BIT_VARIANTS)
+}

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 import keras
 
 from keras_vit.checkpoints import load_weights_file
-from keras_vit.layers import ClassToken, Encoder, TokenPooling
+from keras_vit.layers import ClassToken, Encoder, ResNetStage, StdConv2D, TokenPooling
+from keras_vit.layers.resnet import HYBRID_NUMERICS, group_norm
 from keras_vit.models import weights as named_weights
-from keras_vit.variants import VIT_SIZES
+from keras_vit.variants import vit_variant_name
 
 CLASSIFIERS = ("token", "gap")
 POOLINGS = (None, "token", "gap", "avg", "max")
@@ -38,14 +39,6 @@ def _image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
     return size
 
 
-def _variant_of(hidden_size, num_layers, num_heads, mlp_dim, patch_size) -> str | None:
-    dims = dict(hidden_size=hidden_size, num_layers=num_layers, mlp_dim=mlp_dim, num_heads=num_heads)
-    for size, config in VIT_SIZES.items():
-        if config == dims:
-            return f"{size}/{patch_size}"
-    return None
-
-
 def resolve_weights(weights: str | os.PathLike | None, variant: str | None) -> str | None:
     """Turns ``weights`` into a local file path (downloading a named checkpoint)."""
     if weights is None:
@@ -54,6 +47,20 @@ def resolve_weights(weights: str | os.PathLike | None, variant: str | None) -> s
     if os.path.isfile(path):
         return path
     return named_weights.fetch(named_weights.lookup(variant, path))
+
+
+def _hybrid_stem(images, stages: tuple[int, ...], width_factor: int):
+    """The ResNet stem of the official hybrid (scopes ``conv_root``, ``gn_root``, ``block{i}``)."""
+    width = int(64 * width_factor)
+    x = StdConv2D(width, 7, 2, padding="same", std_eps=HYBRID_NUMERICS["std_eps"],
+                  std_form=HYBRID_NUMERICS["std_form"], name="conv_root")(images)
+    x = group_norm("gn_root", HYBRID_NUMERICS["gn_eps"])(x)
+    x = keras.layers.ReLU(name="root_relu")(x)
+    x = keras.layers.MaxPooling2D(3, 2, padding="same", name="root_pool")(x)
+    for i, units in enumerate(stages):
+        x = ResNetStage(units, width * 2**i, strides=1 if i == 0 else 2, preact=False,
+                        name=f"block{i + 1}")(x)
+    return x
 
 
 def ViT(
@@ -73,6 +80,8 @@ def ViT(
     weights: str | os.PathLike | None = None,
     pooling: str | None = None,
     classifier_activation: str | None = None,
+    resnet_layers: Sequence[int] | None = None,
+    resnet_width: int = 1,
     name: str = "vit",
 ) -> keras.Model:
     """Builds a Vision Transformer (Dosovitskiy et al., 2020).
@@ -104,6 +113,11 @@ def ViT(
             or ``"max"``.
         classifier_activation: activation of the head; None returns logits, as
             the official code does.
+        resnet_layers: None for a plain ViT; for the hybrid, the units of each
+            stage of the ResNet stem (``(3, 4, 9)`` for R50+ViT-B/16; ``()`` is the
+            root alone: conv, GroupNorm, max-pool). ``patch_size`` then applies
+            to the stem's feature map.
+        resnet_width: width multiplier of the stem.
         name: model name.
 
     Returns:
@@ -118,9 +132,11 @@ def ViT(
     height, width = _image_hw(image_size)
     if not isinstance(patch_size, int) or patch_size <= 0:
         raise ValueError(f"patch_size must be a positive int; got {patch_size!r}.")
-    if height % patch_size or width % patch_size:
+    stride = 1 if resnet_layers is None else 2 ** (1 + max(len(resnet_layers), 1))
+    if height % (stride * patch_size) or width % (stride * patch_size):
+        what = "patch size" if stride == 1 else f"effective patch size ({stride}x stem, patch {patch_size})"
         raise ValueError(
-            f"image size {height}x{width} is not divisible by the patch size {patch_size}."
+            f"image size {height}x{width} is not divisible by the {what} {stride * patch_size}."
         )
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {classifier!r}.")
@@ -134,10 +150,15 @@ def ViT(
         raise ValueError(f"num_classes must be a positive int; got {num_classes!r}.")
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}.")
-    variant = _variant_of(hidden_size, num_layers, num_heads, mlp_dim, patch_size)
+    variant = vit_variant_name(
+        dict(hidden_size=hidden_size, num_layers=num_layers, mlp_dim=mlp_dim, num_heads=num_heads,
+             patch_size=patch_size, resnet_layers=resnet_layers, resnet_width=resnet_width)
+    )
     weights_path = resolve_weights(weights, variant)
 
     images = keras.Input(shape=(height, width, 3), name="images")
+    x = images if resnet_layers is None else _hybrid_stem(images, tuple(resnet_layers), resnet_width)
+    grid_h, grid_w = x.shape[1] // patch_size, x.shape[2] // patch_size
     x = keras.layers.Conv2D(
         hidden_size,
         patch_size,
@@ -145,8 +166,8 @@ def ViT(
         padding="valid",
         kernel_initializer="lecun_normal",
         name="embedding",
-    )(images)
-    x = keras.layers.Reshape(((height // patch_size) * (width // patch_size), hidden_size), name="patches")(x)
+    )(x)
+    x = keras.layers.Reshape((grid_h * grid_w, hidden_size), name="patches")(x)
     if classifier == "token":
         x = ClassToken(name="cls")(x)
     x = Encoder(

@@ -14,6 +14,7 @@ import os
 import keras
 
 _BASE = "https://storage.googleapis.com/vit_models"
+_BIT_BASE = "https://storage.googleapis.com/bit_models"
 
 # Where named checkpoints are cached; None means Keras's own home (~/.keras).
 CACHE_DIR: str | None = os.environ.get("KERAS_VIT_CACHE")
@@ -60,27 +61,36 @@ def _table() -> dict[str, dict[str, NamedWeights]]:
             entry["augreg_in21k_ft_in1k_384"] = NamedWeights(_augreg(prefix384, lr384, 384), 1000, 384)
     # The paper's original release: ImageNet-21k pre-training with a pre_logits
     # layer, and its ImageNet-1k fine-tuning at 384 px.
-    for variant in ("B/16", "B/32", "L/16", "L/32", "H/14"):
-        file = "ViT-" + variant.replace("/", "_") + ".npz"
+    for variant, file in [(v, "ViT-" + v.replace("/", "_")) for v in ("B/16", "B/32", "L/16", "L/32", "H/14")] + [
+        ("R50+B/16", "R50+ViT-B_16")
+    ]:
         entry = table.setdefault(variant, {})
-        entry["imagenet21k"] = NamedWeights(
-            f"{_BASE}/imagenet21k/{file}", 21843, 224, _HIDDEN[variant.split("/")[0]]
-        )
+        hidden = _HIDDEN[variant.split("+")[-1].split("/")[0]]
+        entry["imagenet21k"] = NamedWeights(f"{_BASE}/imagenet21k/{file}.npz", 21843, 224, hidden)
         if variant != "H/14":
             entry["imagenet21k+imagenet2012"] = NamedWeights(
-                f"{_BASE}/imagenet21k+imagenet2012/{file}", 1000, 384
+                f"{_BASE}/imagenet21k+imagenet2012/{file}.npz", 1000, 384
             )
+    # BiT: BiT-S (ImageNet-1k), BiT-M (ImageNet-21k) and BiT-M fine-tuned on ImageNet-1k.
+    for variant in ("R50x1", "R50x3", "R101x1", "R101x3", "R152x2", "R152x4"):
+        table[variant] = {
+            "bit_s_in1k": NamedWeights(f"{_BIT_BASE}/BiT-S-{variant}.npz", 1000, 224),
+            "bit_m_in21k": NamedWeights(f"{_BIT_BASE}/BiT-M-{variant}.npz", 21843, 224),
+            "bit_m_in21k_ft_in1k": NamedWeights(
+                f"{_BIT_BASE}/BiT-M-{variant}-ILSVRC2012.npz", 1000, 480 if variant == "R152x4" else 448
+            ),
+        }
     return table
 
 
-VIT_WEIGHTS = _table()
+NAMED_WEIGHTS = _table()
 
 
 def lookup(variant: str | None, weights: str) -> NamedWeights:
     """Returns the named checkpoint of a variant, or raises a ValueError listing the names."""
-    available = VIT_WEIGHTS.get(variant or "", {})
+    available = NAMED_WEIGHTS.get(variant or "", {})
     if weights not in available:
-        where = f"ViT-{variant}" if variant else "this configuration (no official variant)"
+        where = variant or "this configuration (no official variant)"
         names = ", ".join(sorted(available)) or "none"
         raise ValueError(
             f"`weights` must be None, an existing file or a named checkpoint; {weights!r} is "
