@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint
+SOURCES := keras_vit kernels tests benchmarks setup.py
+
+.PHONY: setup demo test
 
 $(BIN)/keras-vit: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +20,6 @@ demo: setup
 	$(BIN)/keras-vit train
 
 test: setup
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/python -m pytest
-
-lint: setup
-	$(BIN)/ruff check keras_vit kernels tests benchmarks

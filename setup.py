@@ -26,9 +26,12 @@ setup(
         "scipy",
         # timm / Hugging Face checkpoints are .safetensors files; no pickle involved.
         "safetensors",
+        "tensorboard",
+        # The embedded dataset of the main job (handwritten digits) ships with scikit-learn.
+        "scikit-learn",
     ],
     extras_require={
-        "data": ["tensorflow-datasets", "scikit-learn"],
+        "data": ["tensorflow-datasets"],
         "serve": ["tritonclient[all]", "nvidia-pytriton"],
         "analysis": ["matplotlib"],
         "test": ["pytest", "pytest-timeout", "ruff"],

@@ -25,9 +25,9 @@ def preprocess_input(images):
     Returns:
         float32 values in [-1, 1].
     """
-    return ops.cast(images, "float32") / 127.5 - 1.0 if not isinstance(images, np.ndarray) else (
-        images.astype(np.float32) / 127.5 - 1.0
-    )
+    if isinstance(images, np.ndarray):  # stay in numpy for numpy input
+        return images.astype(np.float32) / 127.5 - 1.0
+    return ops.cast(images, "float32") / 127.5 - 1.0
 
 
 @functools.cache
@@ -54,4 +54,6 @@ def decode_predictions(predictions, top: int = 5) -> list[list[tuple[int, str, f
             f"decode_predictions expects [batch, {len(labels)}] predictions; got {predictions.shape}."
         )
     order = np.argsort(-predictions, axis=1)[:, :top]
-    return [[(int(i), labels[i], float(row[i])) for i in idx] for row, idx in zip(predictions, order)]
+    return [
+        [(int(i), labels[i], float(row[i])) for i in idx] for row, idx in zip(predictions, order)
+    ]

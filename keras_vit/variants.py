@@ -91,7 +91,9 @@ def parse_model_name(name: str) -> tuple[str, str, dict[str, Any]]:
     if match := _VIT_NAME.match(text):
         canonical = f"{match['size']}/{match['patch']}"
         return "vit", canonical, dict(VIT_SIZES[match["size"]], patch_size=int(match["patch"]))
-    if (match := _HYBRID_NAME.match(text)) and f"{match['resnet']}+{match['vit']}" in HYBRID_VARIANTS:
+    if (
+        match := _HYBRID_NAME.match(text)
+    ) and f"{match['resnet']}+{match['vit']}" in HYBRID_VARIANTS:
         canonical = f"{match['resnet']}+{match['vit']}"
         size, patch, stages = HYBRID_VARIANTS[canonical]
         config = dict(VIT_SIZES[size], patch_size=patch, resnet_layers=stages, resnet_width=1)
@@ -113,8 +115,10 @@ def vit_variant_name(config: dict[str, Any]) -> str | None:
         return f"{size}/{config['patch_size']}"
     stages = tuple(stages)
     for name, (hybrid_size, patch, hybrid_stages) in HYBRID_VARIANTS.items():
-        if (hybrid_size, patch, hybrid_stages) == (size, config["patch_size"], stages) and config.get(
-            "resnet_width", 1
-        ) == 1:
+        if (hybrid_size, patch, hybrid_stages) == (
+            size,
+            config["patch_size"],
+            stages,
+        ) and config.get("resnet_width", 1) == 1:
             return name
     return None

@@ -14,8 +14,15 @@ import pytest  # noqa: E402
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 # The tiny config of the reference fixtures (see ../shared/fixtures/README.md).
-TINY = dict(image_size=64, patch_size=16, hidden_size=64, num_layers=2, num_heads=2, mlp_dim=128,
-            num_classes=10)
+TINY = dict(
+    image_size=64,
+    patch_size=16,
+    hidden_size=64,
+    num_layers=2,
+    num_heads=2,
+    mlp_dim=128,
+    num_classes=10,
+)
 
 
 def fixture_path(name: str) -> Path:

@@ -50,8 +50,11 @@ def load_fixture_file(path):
 
 
 def _linen(params):
-    renames = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
-               "LayerNorm_2": "LayerNorm_1", "MlpBlock_3": "MlpBlock_0"}
+    renames = {
+        "MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
+        "LayerNorm_2": "LayerNorm_1",
+        "MlpBlock_3": "MlpBlock_0",
+    }
     out = {}
     for key, value in params.items():
         for old, new in renames.items():
@@ -63,9 +66,14 @@ def _linen(params):
 def _big_vision(params):
     """big_vision layout: Linen names, top-level pos_embedding, scanned blocks."""
     linen = _linen(params)
-    out = {("pos_embedding" if k == POSEMB else k): v for k, v in linen.items()
-           if not k.startswith("Transformer/encoderblock_")}
-    block_keys = sorted({k.split("/", 2)[2] for k in linen if k.startswith("Transformer/encoderblock_")})
+    out = {
+        ("pos_embedding" if k == POSEMB else k): v
+        for k, v in linen.items()
+        if not k.startswith("Transformer/encoderblock_")
+    }
+    block_keys = sorted(
+        {k.split("/", 2)[2] for k in linen if k.startswith("Transformer/encoderblock_")}
+    )
     for rest in block_keys:
         out[f"Transformer/encoderblock/{rest}"] = np.stack(
             [linen[f"Transformer/encoderblock_{i}/{rest}"] for i in range(TINY["num_layers"])]
@@ -123,7 +131,8 @@ def test_fine_tuning_with_other_classes_keeps_a_zero_head(caplog, official_vit):
         load_npz(model, fixture_path("official_tiny_vit.params.npz"))
     assert np.all(np.array(model.get_layer("head").kernel) == 0)
     np.testing.assert_array_equal(
-        np.array(model.get_layer("embedding").kernel), np.array(reference.get_layer("embedding").kernel)
+        np.array(model.get_layer("embedding").kernel),
+        np.array(reference.get_layer("embedding").kernel),
     )
     head_lines = [r for r in caplog.records if "all but the head" in r.getMessage()]
     assert len(head_lines) == 1 and "5 classes" in head_lines[0].getMessage()
@@ -214,8 +223,15 @@ def test_weights_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="'no-such-checkpoint' is none of these"):
         ViT(**TINY, weights="no-such-checkpoint")
     with pytest.raises(ValueError, match="augreg_in21k_ft_in1k"):
-        ViT(image_size=224, patch_size=16, hidden_size=192, num_layers=12, num_heads=3,
-            mlp_dim=768, weights="imagenet")
+        ViT(
+            image_size=224,
+            patch_size=16,
+            hidden_size=192,
+            num_layers=12,
+            num_heads=3,
+            mlp_dim=768,
+            weights="imagenet",
+        )
     (tmp_path / "weights.bin").write_bytes(b"\0")
     with pytest.raises(CheckpointError, match="unsupported weights file"):
         ViT(**TINY, weights=tmp_path / "weights.bin")
@@ -228,8 +244,10 @@ def test_named_checkpoint_from_the_keras_cache(tmp_path, monkeypatch):
     from keras_vit.models.weights import NAMED_WEIGHTS
 
     named = NAMED_WEIGHTS["Ti/16"]["augreg_in21k_ft_in1k"]
-    assert named.url.endswith("Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0"
-                              "--imagenet2012-steps_20k-lr_0.03-res_224.npz")
+    assert named.url.endswith(
+        "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0"
+        "--imagenet2012-steps_20k-lr_0.03-res_224.npz"
+    )
     cache = tmp_path / "keras_vit"
     cache.mkdir()
     source = ViT_Ti16(image_size=32)

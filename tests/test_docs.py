@@ -10,7 +10,11 @@ import keras_vit
 
 MODULES = sorted(
     {"keras_vit"}
-    | {m.name for m in pkgutil.walk_packages(keras_vit.__path__, "keras_vit.") if "cli" not in m.name}
+    | {
+        m.name
+        for m in pkgutil.walk_packages(keras_vit.__path__, "keras_vit.")
+        if "cli" not in m.name
+    }
     | {"keras_vit.kernels", "keras_vit.kernels.attention"}
 )
 

@@ -77,11 +77,15 @@ def test_gap_normalises_every_token_then_averages():
 
 def test_representation_layer_is_dense_tanh():
     model = _randomize(ViT(**dict(SMALL, representation_size=16)))
-    features = keras.Model(model.input, model.get_layer("pre_logits").output).predict(images(), verbose=0)
+    features = keras.Model(model.input, model.get_layer("pre_logits").output).predict(
+        images(), verbose=0
+    )
     assert features.shape == (2, 16) and np.abs(features).max() <= 1.0
 
 
-@pytest.mark.parametrize("pooling, shape", [(None, (2, 5, 64)), ("token", (2, 64)), ("avg", (2, 64)), ("max", (2, 64))])
+@pytest.mark.parametrize(
+    "pooling, shape", [(None, (2, 5, 64)), ("token", (2, 64)), ("avg", (2, 64)), ("max", (2, 64))]
+)
 def test_headless_outputs(pooling, shape):
     model = ViT(**SMALL, include_top=False, pooling=pooling)
     assert model.predict(images(), verbose=0).shape == shape
@@ -142,7 +146,10 @@ def test_keras_file_round_trip(tmp_path):
     restored = keras.saving.load_model(path)
     x = images()
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
-    assert restored.get_layer("Transformer").get_config() == model.get_layer("Transformer").get_config()
+    assert (
+        restored.get_layer("Transformer").get_config()
+        == model.get_layer("Transformer").get_config()
+    )
 
 
 def test_preprocess_input_and_decode_predictions():

@@ -34,7 +34,9 @@ def test_forward_backward(variant):
     x = rng.uniform(-1, 1, (2, size, size, 3)).astype("float32")
     with tf.GradientTape() as tape:
         logits = model(x, training=True)
-        loss = keras.losses.sparse_categorical_crossentropy(np.array([0, 2]), logits, from_logits=True)
+        loss = keras.losses.sparse_categorical_crossentropy(
+            np.array([0, 2]), logits, from_logits=True
+        )
     assert logits.shape == (2, 3) and np.all(np.isfinite(logits))
     grads = tape.gradient(loss, model.trainable_weights)
     for weight, grad in zip(model.trainable_weights, grads):

@@ -16,8 +16,16 @@ from keras_vit.models import ResNetV2, ViT
 from .conftest import fixture_path, load_fixture, relative_error
 
 TOLERANCE = 5e-5
-TINY_HYBRID = dict(image_size=64, patch_size=2, hidden_size=64, num_layers=2, num_heads=2, mlp_dim=128,
-                   num_classes=10, resnet_layers=())
+TINY_HYBRID = dict(
+    image_size=64,
+    patch_size=2,
+    hidden_size=64,
+    num_layers=2,
+    num_heads=2,
+    mlp_dim=128,
+    num_classes=10,
+    resnet_layers=(),
+)
 TINY_BIT = dict(layers=(1, 1, 1, 1), width=0.5, image_size=64, num_classes=10)
 
 
@@ -43,7 +51,9 @@ def test_timm_bit_logits_and_stages(bit):
     assert model.count_params() == 2_017_578
     x = io["input_nhwc"]
     for i in range(4):
-        stage = keras.Model(model.input, model.get_layer(f"block{i + 1}").output).predict(x, verbose=0)
+        stage = keras.Model(model.input, model.get_layer(f"block{i + 1}").output).predict(
+            x, verbose=0
+        )
         assert relative_error(stage, io[f"act/stages.{i}"].transpose(0, 2, 3, 1)) <= TOLERANCE
     features = keras.Model(model.input, model.get_layer("pre_logits").output).predict(x, verbose=0)
     assert relative_error(features, io["pre_logits"]) <= TOLERANCE
@@ -61,8 +71,9 @@ def test_bit_official_layout_round_trip(tmp_path, bit):
     assert "resnet/block4/unit01/c/group_norm/gamma" in keys
     assert "resnet/root_block/standardized_conv2d/kernel" in keys
     restored = ResNetV2(**TINY_BIT, weights=path)
-    np.testing.assert_array_equal(restored.predict(io["input_nhwc"], verbose=0),
-                                  model.predict(io["input_nhwc"], verbose=0))
+    np.testing.assert_array_equal(
+        restored.predict(io["input_nhwc"], verbose=0), model.predict(io["input_nhwc"], verbose=0)
+    )
 
 
 def test_bit_fine_tuning_and_bad_files(tmp_path, bit, caplog):
@@ -108,7 +119,8 @@ def _to_timm_hybrid(params):
             state["pos_embed"] = value
         elif key.startswith("head/"):
             state["head." + ("weight" if key.endswith("kernel") else "bias")] = (
-                value.T if key.endswith("kernel") else value)
+                value.T if key.endswith("kernel") else value
+            )
         elif key.startswith("Transformer/encoder_norm/"):
             state["norm." + ("weight" if key.endswith("scale") else "bias")] = value
     for i in range(2):
@@ -119,9 +131,11 @@ def _to_timm_hybrid(params):
         state[f"blocks.{i}.norm2.weight"] = params[p + "LayerNorm_2/scale"]
         state[f"blocks.{i}.norm2.bias"] = params[p + "LayerNorm_2/bias"]
         state[f"blocks.{i}.attn.qkv.weight"] = np.concatenate(
-            [params[a + n + "/kernel"].reshape(64, 64).T for n in ("query", "key", "value")])
+            [params[a + n + "/kernel"].reshape(64, 64).T for n in ("query", "key", "value")]
+        )
         state[f"blocks.{i}.attn.qkv.bias"] = np.concatenate(
-            [params[a + n + "/bias"].reshape(64) for n in ("query", "key", "value")])
+            [params[a + n + "/bias"].reshape(64) for n in ("query", "key", "value")]
+        )
         state[f"blocks.{i}.attn.proj.weight"] = params[a + "out/kernel"].reshape(64, 64).T
         state[f"blocks.{i}.attn.proj.bias"] = params[a + "out/bias"]
         for j in range(2):
@@ -161,8 +175,12 @@ def test_hybrid_stages_shapes_and_bad_sizes():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [(dict(layers=()), "layers must be"), (dict(width=0), "width must be positive"),
-     (dict(pooling="avg"), "pooling must be"), (dict(num_classes=-1), "num_classes must be")],
+    [
+        (dict(layers=()), "layers must be"),
+        (dict(width=0), "width must be positive"),
+        (dict(pooling="avg"), "pooling must be"),
+        (dict(num_classes=-1), "num_classes must be"),
+    ],
 )
 def test_bit_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -185,7 +203,9 @@ def test_resnet_layer_config_round_trip(layer):
     assert type(layer).from_config(config).get_config() == config
 
 
-@pytest.mark.parametrize("build", [lambda: ResNetV2(**TINY_BIT), lambda: ViT(**dict(TINY_HYBRID, resnet_layers=(1,)))])
+@pytest.mark.parametrize(
+    "build", [lambda: ResNetV2(**TINY_BIT), lambda: ViT(**dict(TINY_HYBRID, resnet_layers=(1,)))]
+)
 def test_keras_file_round_trip(tmp_path, build):
     model = build()
     rng = np.random.default_rng(0)

@@ -83,10 +83,16 @@ def test_parse_names():
     assert parse_model_name("Mu/8")[2]["patch_size"] == 8
     assert parse_model_name("R50+B/16") == parse_model_name("R50+ViT-B/16")
     assert parse_model_name("R+ViT-Ti/16")[2]["resnet_layers"] == ()
-    assert parse_model_name("BiT-R101x3") == ("bit", "R101x3", {"layers": (3, 4, 23, 3), "width": 3})
+    assert parse_model_name("BiT-R101x3") == (
+        "bit",
+        "R101x3",
+        {"layers": (3, 4, 23, 3), "width": 3},
+    )
 
 
-@pytest.mark.parametrize("name", ["ViT-X/16", "B16", "ViT-B/", "resnet50", "R50+ViT-B/32", "BiT-R50x2", None])
+@pytest.mark.parametrize(
+    "name", ["ViT-X/16", "B16", "ViT-B/", "resnet50", "R50+ViT-B/32", "BiT-R50x2", None]
+)
 def test_unknown_variant_names_the_problem(name):
     with pytest.raises(ValueError, match="Unknown model variant"):
         models.create_model(name)

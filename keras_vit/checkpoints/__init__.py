@@ -66,7 +66,9 @@ def _warn_gelu(model: keras.Model, approximate: bool, source: str) -> None:
         return
     if _encoder_config(model)["approximate_gelu"] != approximate:
         form = "tanh (approximate_gelu=True)" if approximate else "erf (approximate_gelu=False)"
-        logger.warning("%s was trained with the %s GELU; the model uses the other form", source, form)
+        logger.warning(
+            "%s was trained with the %s GELU; the model uses the other form", source, form
+        )
 
 
 def load_npz(

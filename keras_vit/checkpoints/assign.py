@@ -56,7 +56,9 @@ def _head_keys_to_skip(targets, params) -> tuple[set[str], str | None]:
         return ckpt_head, "the model has no head (include_top=False)"
     if "pre_logits/kernel" in params and "pre_logits/kernel" not in targets:
         return ckpt_head, "the model has no representation (pre_logits) layer"
-    if "head/kernel" in params and params["head/kernel"].shape != tuple(targets["head/kernel"].shape):
+    if "head/kernel" in params and params["head/kernel"].shape != tuple(
+        targets["head/kernel"].shape
+    ):
         return set(_HEAD_KEYS) & params.keys(), (
             f"the model has {targets['head/kernel'].shape[-1]} classes, "
             f"the checkpoint {params['head/kernel'].shape[-1]}"
@@ -94,10 +96,19 @@ def assign_params(
             continue
         value = np.asarray(params[key])
         shape = tuple(variable.shape)
-        if key == POSEMB_KEY and value.shape != shape and value.ndim == 3 and value.shape[-1] == shape[-1]:
+        if (
+            key == POSEMB_KEY
+            and value.shape != shape
+            and value.ndim == 3
+            and value.shape[-1] == shape[-1]
+        ):
             num_prefix = 1 if "cls" in targets else 0
-            value = resample_position_embeddings(value, model_grid(model), num_prefix, source_grid, posemb_method)
-            logger.warning("%s: position embeddings resampled from %s to %s", source, params[key].shape, shape)
+            value = resample_position_embeddings(
+                value, model_grid(model), num_prefix, source_grid, posemb_method
+            )
+            logger.warning(
+                "%s: position embeddings resampled from %s to %s", source, params[key].shape, shape
+            )
         if value.shape != shape:
             mismatched.append(f"{key}: checkpoint {value.shape}, model {shape}")
             continue
@@ -111,8 +122,12 @@ def assign_params(
             problems.append("keys the model has no place for: " + ", ".join(extra))
         if mismatched:
             problems.append("shape mismatch: " + "; ".join(mismatched))
-        raise CheckpointError(f"cannot load {source}: " + " | ".join(problems) + " (model left unchanged)")
+        raise CheckpointError(
+            f"cannot load {source}: " + " | ".join(problems) + " (model left unchanged)"
+        )
     for variable, value in plan:
         variable.assign(value.astype(variable.dtype))
     if reason is not None:
-        logger.warning("%s: loaded all but the head, which stays as initialised: %s", source, reason)
+        logger.warning(
+            "%s: loaded all but the head, which stays as initialised: %s", source, reason
+        )

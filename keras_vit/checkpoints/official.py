@@ -61,7 +61,7 @@ def big_vision_scan(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for key, value in params.items():
         if key.startswith(prefix):
             for i, layer_value in enumerate(value):
-                out[f"Transformer/encoderblock_{i}/{key[len(prefix):]}"] = layer_value
+                out[f"Transformer/encoderblock_{i}/{key[len(prefix) :]}"] = layer_value
         else:
             out[key] = value
     return out
@@ -79,7 +79,7 @@ def linen_numbering(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         match = _BLOCK_MODULE.match(key)
         if not match or match[2] not in _LINEN_TO_PRE_LINEN:
             return key
-        return f"{match[1]}/{_LINEN_TO_PRE_LINEN[match[2]]}/{key[match.end():]}"
+        return f"{match[1]}/{_LINEN_TO_PRE_LINEN[match[2]]}/{key[match.end() :]}"
 
     return {rename(k): v for k, v in params.items()}
 

@@ -34,7 +34,9 @@ _BLOCK_RENAMES = {
 _ATTN = "MultiHeadDotProductAttention_1"
 
 
-def _block_params(prefix: str, name: str, value: np.ndarray, num_heads: int) -> dict[str, np.ndarray]:
+def _block_params(
+    prefix: str, name: str, value: np.ndarray, num_heads: int
+) -> dict[str, np.ndarray]:
     if name in _BLOCK_RENAMES:
         return {f"{prefix}/{_BLOCK_RENAMES[name]}": value}
     if name == "mlp.fc1.weight":
@@ -48,7 +50,9 @@ def _block_params(prefix: str, name: str, value: np.ndarray, num_heads: int) -> 
         for part_name, part in zip(("query", "key", "value"), parts):
             head_dim = part.shape[0] // num_heads
             if name.endswith("weight"):
-                out[f"{prefix}/{_ATTN}/{part_name}/kernel"] = part.T.reshape(-1, num_heads, head_dim)
+                out[f"{prefix}/{_ATTN}/{part_name}/kernel"] = part.T.reshape(
+                    -1, num_heads, head_dim
+                )
             else:
                 out[f"{prefix}/{_ATTN}/{part_name}/bias"] = part.reshape(num_heads, head_dim)
         return out
@@ -57,8 +61,10 @@ def _block_params(prefix: str, name: str, value: np.ndarray, num_heads: int) -> 
         return {f"{prefix}/{_ATTN}/out/kernel": value.T.reshape(num_heads, dim // num_heads, dim)}
     if name == "attn.proj.bias":
         return {f"{prefix}/{_ATTN}/out/bias": value}
-    raise CheckpointError(f"timm key {prefix.replace('Transformer/encoderblock_', 'blocks.')}.{name} "
-                          "has no place in a keras_vit ViT")
+    raise CheckpointError(
+        f"timm key {prefix.replace('Transformer/encoderblock_', 'blocks.')}.{name} "
+        "has no place in a keras_vit ViT"
+    )
 
 
 def timm_family(state) -> str:
@@ -76,8 +82,14 @@ def _conv(value: np.ndarray) -> np.ndarray:
 
 
 _BIT_UNIT = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.(\w+)\.(weight|bias)$")
-_BIT_PARTS = {"norm1": "a/group_norm", "conv1": "a/standardized_conv2d", "norm2": "b/group_norm",
-              "conv2": "b/standardized_conv2d", "norm3": "c/group_norm", "conv3": "c/standardized_conv2d"}
+_BIT_PARTS = {
+    "norm1": "a/group_norm",
+    "conv1": "a/standardized_conv2d",
+    "norm2": "b/group_norm",
+    "conv2": "b/standardized_conv2d",
+    "norm3": "c/group_norm",
+    "conv3": "c/standardized_conv2d",
+}
 
 
 def canonical_timm_bit(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -105,19 +117,34 @@ def canonical_timm_bit(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return params
 
 
-_HYBRID_UNIT = re.compile(r"^patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)\.(weight|bias)$")
-_HYBRID_PARTS = {"conv1": "conv1", "norm1": "gn1", "conv2": "conv2", "norm2": "gn2", "conv3": "conv3",
-                 "norm3": "gn3", "downsample.conv": "conv_proj", "downsample.norm": "gn_proj"}
+_HYBRID_UNIT = re.compile(
+    r"^patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)\.(weight|bias)$"
+)
+_HYBRID_PARTS = {
+    "conv1": "conv1",
+    "norm1": "gn1",
+    "conv2": "conv2",
+    "norm2": "gn2",
+    "conv3": "conv3",
+    "norm3": "gn3",
+    "downsample.conv": "conv_proj",
+    "downsample.norm": "gn_proj",
+}
 
 
-def _hybrid_stem(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _hybrid_stem(
+    state: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Splits a timm hybrid's backbone off (as canonical keys) from the rest."""
     stem, rest = {}, {}
     for key, value in state.items():
         unit = _HYBRID_UNIT.match(key)
         if key == "patch_embed.backbone.stem.conv.weight":
             stem["conv_root/kernel"] = _conv(value)
-        elif key in ("patch_embed.backbone.stem.norm.weight", "patch_embed.backbone.stem.norm.bias"):
+        elif key in (
+            "patch_embed.backbone.stem.norm.weight",
+            "patch_embed.backbone.stem.norm.bias",
+        ):
             stem["gn_root/" + ("scale" if key.endswith("weight") else "bias")] = value
         elif unit and unit[3] in _HYBRID_PARTS:
             name = f"block{int(unit[1]) + 1}/unit{int(unit[2]) + 1}/{_HYBRID_PARTS[unit[3]]}"
@@ -149,7 +176,9 @@ def canonical_timm_vit(state: dict[str, np.ndarray], num_heads: int) -> dict[str
     for key, value in state.items():
         block = _BLOCK.match(key)
         if block:
-            params.update(_block_params(f"Transformer/encoderblock_{block[1]}", block[2], value, num_heads))
+            params.update(
+                _block_params(f"Transformer/encoderblock_{block[1]}", block[2], value, num_heads)
+            )
         elif key in _RENAMES:
             params[_RENAMES[key]] = value
         elif key == "patch_embed.proj.weight":

@@ -47,7 +47,9 @@ class MlpBlock(keras.layers.Layer):
         **kwargs: standard layer arguments.
     """
 
-    def __init__(self, mlp_dim: int, dropout_rate: float = 0.0, approximate_gelu: bool = True, **kwargs):
+    def __init__(
+        self, mlp_dim: int, dropout_rate: float = 0.0, approximate_gelu: bool = True, **kwargs
+    ):
         super().__init__(**kwargs)
         self.mlp_dim = mlp_dim
         self.dropout_rate = dropout_rate

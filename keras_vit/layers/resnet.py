@@ -59,8 +59,16 @@ class StdConv2D(keras.layers.Layer):
         (1, 4, 4, 8)
     """
 
-    def __init__(self, filters: int, kernel_size: int, strides: int = 1, padding="same",
-                 std_eps: float = 1e-8, std_form: str = "var", **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int,
+        strides: int = 1,
+        padding="same",
+        std_eps: float = 1e-8,
+        std_form: str = "var",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if std_form not in STD_FORMS:
             raise ValueError(f"std_form must be one of {STD_FORMS}; got {std_form!r}.")
@@ -146,8 +154,15 @@ class PreActConv(_Composite):
         **kwargs: standard layer arguments.
     """
 
-    def __init__(self, filters: int, kernel_size: int = 1, strides: int = 1,
-                 projection_filters: int | None = None, projection_strides: int = 1, **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 1,
+        strides: int = 1,
+        projection_filters: int | None = None,
+        projection_strides: int = 1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
@@ -160,15 +175,24 @@ class PreActConv(_Composite):
         self.group_norm = group_norm("group_norm", numerics["gn_eps"], self.dtype_policy)
         self.group_norm.build(input_shape)
         self.standardized_conv2d = StdConv2D(
-            self.filters, self.kernel_size, self.strides, padding=self.kernel_size // 2,
-            std_eps=numerics["std_eps"], std_form=numerics["std_form"],
-            name="standardized_conv2d", dtype=self.dtype_policy,
+            self.filters,
+            self.kernel_size,
+            self.strides,
+            padding=self.kernel_size // 2,
+            std_eps=numerics["std_eps"],
+            std_form=numerics["std_form"],
+            name="standardized_conv2d",
+            dtype=self.dtype_policy,
         )
         self.standardized_conv2d.build(input_shape)
         self.proj = None
         if self.projection_filters:
-            self.proj = _Projection(self.projection_filters, self.projection_strides,
-                                    name="proj", dtype=self.dtype_policy)
+            self.proj = _Projection(
+                self.projection_filters,
+                self.projection_strides,
+                name="proj",
+                dtype=self.dtype_policy,
+            )
             self.proj.build(input_shape)
 
     def call(self, inputs):
@@ -202,8 +226,14 @@ class _Projection(_Composite):
 
     def build(self, input_shape):
         self.standardized_conv2d = StdConv2D(
-            self.filters, 1, self.strides, padding=0, std_eps=BIT_NUMERICS["std_eps"],
-            std_form=BIT_NUMERICS["std_form"], name="standardized_conv2d", dtype=self.dtype_policy,
+            self.filters,
+            1,
+            self.strides,
+            padding=0,
+            std_eps=BIT_NUMERICS["std_eps"],
+            std_form=BIT_NUMERICS["std_form"],
+            name="standardized_conv2d",
+            dtype=self.dtype_policy,
         )
         self.standardized_conv2d.build(input_shape)
 
@@ -226,8 +256,9 @@ class PreActBottleneck(_Composite):
         **kwargs: standard layer arguments; named ``unit01``, ``unit02``, ...
     """
 
-    def __init__(self, filters: int, mid_filters: int, strides: int = 1, project: bool = False,
-                 **kwargs):
+    def __init__(
+        self, filters: int, mid_filters: int, strides: int = 1, project: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.filters = filters
         self.mid_filters = mid_filters
@@ -236,8 +267,15 @@ class PreActBottleneck(_Composite):
 
     def build(self, input_shape):
         policy = self.dtype_policy
-        self.a = PreActConv(self.mid_filters, 1, 1, self.filters if self.project else None,
-                            self.strides, name="a", dtype=policy)
+        self.a = PreActConv(
+            self.mid_filters,
+            1,
+            1,
+            self.filters if self.project else None,
+            self.strides,
+            name="a",
+            dtype=policy,
+        )
         self.b = PreActConv(self.mid_filters, 3, self.strides, name="b", dtype=policy)
         self.c = PreActConv(self.filters, 1, 1, name="c", dtype=policy)
         self._build_chain((self.a, self.b, self.c), input_shape)
@@ -279,8 +317,16 @@ class ResidualUnit(_Composite):
         self.strides = strides
 
     def _conv(self, filters, size, strides, name):
-        return StdConv2D(filters, size, strides, padding="same", std_eps=HYBRID_NUMERICS["std_eps"],
-                         std_form=HYBRID_NUMERICS["std_form"], name=name, dtype=self.dtype_policy)
+        return StdConv2D(
+            filters,
+            size,
+            strides,
+            padding="same",
+            std_eps=HYBRID_NUMERICS["std_eps"],
+            std_form=HYBRID_NUMERICS["std_form"],
+            name=name,
+            dtype=self.dtype_policy,
+        )
 
     def build(self, input_shape):
         eps, policy, out = HYBRID_NUMERICS["gn_eps"], self.dtype_policy, 4 * self.features
@@ -295,7 +341,9 @@ class ResidualUnit(_Composite):
         self.gn2 = group_norm("gn2", eps, policy)
         self.conv3 = self._conv(out, 1, 1, "conv3")
         self.gn3 = group_norm("gn3", eps, policy, zero_init=True)
-        self._build_chain((self.conv1, self.gn1, self.conv2, self.gn2, self.conv3, self.gn3), input_shape)
+        self._build_chain(
+            (self.conv1, self.gn1, self.conv2, self.gn2, self.conv3, self.gn3), input_shape
+        )
 
     def call(self, inputs):
         residual = inputs
@@ -342,13 +390,21 @@ class ResNetStage(_Composite):
         policy = self.dtype_policy
         if self.preact:
             self.units = [
-                PreActBottleneck(4 * self.width, self.width, self.strides if i == 0 else 1,
-                                 project=i == 0, name=f"unit{i + 1:02d}", dtype=policy)
+                PreActBottleneck(
+                    4 * self.width,
+                    self.width,
+                    self.strides if i == 0 else 1,
+                    project=i == 0,
+                    name=f"unit{i + 1:02d}",
+                    dtype=policy,
+                )
                 for i in range(self.num_units)
             ]
         else:
             self.units = [
-                ResidualUnit(self.width, self.strides if i == 0 else 1, name=f"unit{i + 1}", dtype=policy)
+                ResidualUnit(
+                    self.width, self.strides if i == 0 else 1, name=f"unit{i + 1}", dtype=policy
+                )
                 for i in range(self.num_units)
             ]
         self._build_chain(self.units, input_shape)
@@ -391,8 +447,14 @@ class BiTRootBlock(_Composite):
 
     def build(self, input_shape):
         self.standardized_conv2d = StdConv2D(
-            self.filters, 7, 2, padding=3, std_eps=BIT_NUMERICS["std_eps"],
-            std_form=BIT_NUMERICS["std_form"], name="standardized_conv2d", dtype=self.dtype_policy,
+            self.filters,
+            7,
+            2,
+            padding=3,
+            std_eps=BIT_NUMERICS["std_eps"],
+            std_form=BIT_NUMERICS["std_form"],
+            name="standardized_conv2d",
+            dtype=self.dtype_policy,
         )
         self.standardized_conv2d.build(input_shape)
 

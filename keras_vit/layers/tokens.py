@@ -21,7 +21,9 @@ class ClassToken(keras.layers.Layer):
 
     def call(self, inputs):
         batch = ops.shape(inputs)[0]
-        token = ops.broadcast_to(ops.cast(self.cls, inputs.dtype), (batch, 1, ops.shape(inputs)[-1]))
+        token = ops.broadcast_to(
+            ops.cast(self.cls, inputs.dtype), (batch, 1, ops.shape(inputs)[-1])
+        )
         return ops.concatenate([token, inputs], axis=1)
 
     def compute_output_shape(self, input_shape):

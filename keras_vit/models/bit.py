@@ -78,13 +78,16 @@ def ResNetV2(
     x = BiTRootBlock(make_divisible(64 * width), name="root_block")(images)
     for i, units in enumerate(layers):
         mid = make_divisible(make_divisible(256 * 2**i * width) / 4)
-        x = ResNetStage(units, mid, strides=1 if i == 0 else 2, preact=True, name=f"block{i + 1}")(x)
+        x = ResNetStage(units, mid, strides=1 if i == 0 else 2, preact=True, name=f"block{i + 1}")(
+            x
+        )
     x = group_norm("group_norm", BIT_NUMERICS["gn_eps"])(x)
     x = keras.layers.ReLU(name="group_norm_relu")(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="pre_logits")(x)
-        x = keras.layers.Dense(num_classes, kernel_initializer="zeros",
-                               activation=classifier_activation, name="head")(x)
+        x = keras.layers.Dense(
+            num_classes, kernel_initializer="zeros", activation=classifier_activation, name="head"
+        )(x)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     elif pooling == "max":
@@ -93,4 +96,3 @@ def ResNetV2(
     if weights_path is not None:
         load_weights_file(model, weights_path)
     return model
-

@@ -9,7 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
@@ -62,7 +63,11 @@ def constructor_name(variant: str) -> str:
 
 def _constructor(variant: str) -> Callable[..., keras.Model]:
     display = variant if variant in BIT_VARIANTS else variant.replace("+", "+ViT-")
-    display = f"BiT-{display}" if variant in BIT_VARIANTS else (display if "+" in variant else f"ViT-{display}")
+    display = (
+        f"BiT-{display}"
+        if variant in BIT_VARIANTS
+        else (display if "+" in variant else f"ViT-{display}")
+    )
 
     def constructor(weights: str | None = None, **kwargs: Any) -> keras.Model:
         return create_model(display, weights=weights, **kwargs)
@@ -71,7 +76,7 @@ def _constructor(variant: str) -> Callable[..., keras.Model]:
     names = ", ".join(f'"{w}"' for w in sorted(NAMED_WEIGHTS.get(variant, {}))) or "none"
     builder = "ResNetV2" if variant in BIT_VARIANTS else "ViT"
     constructor.__doc__ = (
-        f"{display}: `create_model(\"{display}\", weights, **kwargs)`.\n\n"
+        f'{display}: `create_model("{display}", weights, **kwargs)`.\n\n'
         f"Named checkpoints: {names}. See `keras_vit.models.{builder}` for the arguments.\n"
     )
     return constructor

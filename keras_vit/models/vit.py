@@ -52,14 +52,22 @@ def resolve_weights(weights: str | os.PathLike | None, variant: str | None) -> s
 def _hybrid_stem(images, stages: tuple[int, ...], width_factor: int):
     """The ResNet stem of the official hybrid (scopes ``conv_root``, ``gn_root``, ``block{i}``)."""
     width = int(64 * width_factor)
-    x = StdConv2D(width, 7, 2, padding="same", std_eps=HYBRID_NUMERICS["std_eps"],
-                  std_form=HYBRID_NUMERICS["std_form"], name="conv_root")(images)
+    x = StdConv2D(
+        width,
+        7,
+        2,
+        padding="same",
+        std_eps=HYBRID_NUMERICS["std_eps"],
+        std_form=HYBRID_NUMERICS["std_form"],
+        name="conv_root",
+    )(images)
     x = group_norm("gn_root", HYBRID_NUMERICS["gn_eps"])(x)
     x = keras.layers.ReLU(name="root_relu")(x)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="root_pool")(x)
     for i, units in enumerate(stages):
-        x = ResNetStage(units, width * 2**i, strides=1 if i == 0 else 2, preact=False,
-                        name=f"block{i + 1}")(x)
+        x = ResNetStage(
+            units, width * 2**i, strides=1 if i == 0 else 2, preact=False, name=f"block{i + 1}"
+        )(x)
     return x
 
 
@@ -134,7 +142,11 @@ def ViT(
         raise ValueError(f"patch_size must be a positive int; got {patch_size!r}.")
     stride = 1 if resnet_layers is None else 2 ** (1 + max(len(resnet_layers), 1))
     if height % (stride * patch_size) or width % (stride * patch_size):
-        what = "patch size" if stride == 1 else f"effective patch size ({stride}x stem, patch {patch_size})"
+        what = (
+            "patch size"
+            if stride == 1
+            else f"effective patch size ({stride}x stem, patch {patch_size})"
+        )
         raise ValueError(
             f"image size {height}x{width} is not divisible by the {what} {stride * patch_size}."
         )
@@ -151,13 +163,24 @@ def ViT(
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}.")
     variant = vit_variant_name(
-        dict(hidden_size=hidden_size, num_layers=num_layers, mlp_dim=mlp_dim, num_heads=num_heads,
-             patch_size=patch_size, resnet_layers=resnet_layers, resnet_width=resnet_width)
+        dict(
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            mlp_dim=mlp_dim,
+            num_heads=num_heads,
+            patch_size=patch_size,
+            resnet_layers=resnet_layers,
+            resnet_width=resnet_width,
+        )
     )
     weights_path = resolve_weights(weights, variant)
 
     images = keras.Input(shape=(height, width, 3), name="images")
-    x = images if resnet_layers is None else _hybrid_stem(images, tuple(resnet_layers), resnet_width)
+    x = (
+        images
+        if resnet_layers is None
+        else _hybrid_stem(images, tuple(resnet_layers), resnet_width)
+    )
     grid_h, grid_w = x.shape[1] // patch_size, x.shape[2] // patch_size
     x = keras.layers.Conv2D(
         hidden_size,

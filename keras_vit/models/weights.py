@@ -45,7 +45,9 @@ _AUGREG_PRETRAIN = {
     "L/16": ("L_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.1-sd_0.1", "0.01"),
 }
 # The AugReg authors picked a different pre-training run for B/32 at 384 px.
-_AUGREG_384_OVERRIDE = {"B/32": ("B_32-i21k-300ep-lr_0.001-aug_light1-wd_0.1-do_0.0-sd_0.0", "0.03")}
+_AUGREG_384_OVERRIDE = {
+    "B/32": ("B_32-i21k-300ep-lr_0.001-aug_light1-wd_0.1-do_0.0-sd_0.0", "0.03")
+}
 
 _HIDDEN = {"Ti": 192, "S": 384, "B": 768, "L": 1024, "H": 1280}
 
@@ -58,12 +60,14 @@ def _table() -> dict[str, dict[str, NamedWeights]]:
         entry["augreg_in21k_ft_in1k"] = NamedWeights(_augreg(prefix, lr, 224), 1000, 224)
         prefix384, lr384 = _AUGREG_384_OVERRIDE.get(variant, (prefix, lr))
         if variant != "B/8":
-            entry["augreg_in21k_ft_in1k_384"] = NamedWeights(_augreg(prefix384, lr384, 384), 1000, 384)
+            entry["augreg_in21k_ft_in1k_384"] = NamedWeights(
+                _augreg(prefix384, lr384, 384), 1000, 384
+            )
     # The paper's original release: ImageNet-21k pre-training with a pre_logits
     # layer, and its ImageNet-1k fine-tuning at 384 px.
-    for variant, file in [(v, "ViT-" + v.replace("/", "_")) for v in ("B/16", "B/32", "L/16", "L/32", "H/14")] + [
-        ("R50+B/16", "R50+ViT-B_16")
-    ]:
+    for variant, file in [
+        (v, "ViT-" + v.replace("/", "_")) for v in ("B/16", "B/32", "L/16", "L/32", "H/14")
+    ] + [("R50+B/16", "R50+ViT-B_16")]:
         entry = table.setdefault(variant, {})
         hidden = _HIDDEN[variant.split("+")[-1].split("/")[0]]
         entry["imagenet21k"] = NamedWeights(f"{_BASE}/imagenet21k/{file}.npz", 21843, 224, hidden)
@@ -77,7 +81,9 @@ def _table() -> dict[str, dict[str, NamedWeights]]:
             "bit_s_in1k": NamedWeights(f"{_BIT_BASE}/BiT-S-{variant}.npz", 1000, 224),
             "bit_m_in21k": NamedWeights(f"{_BIT_BASE}/BiT-M-{variant}.npz", 21843, 224),
             "bit_m_in21k_ft_in1k": NamedWeights(
-                f"{_BIT_BASE}/BiT-M-{variant}-ILSVRC2012.npz", 1000, 480 if variant == "R152x4" else 448
+                f"{_BIT_BASE}/BiT-M-{variant}-ILSVRC2012.npz",
+                1000,
+                480 if variant == "R152x4" else 448,
             ),
         }
     return table
