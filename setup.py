@@ -29,11 +29,12 @@ setup(
         "tensorboard",
         # The embedded dataset of the main job (handwritten digits) ships with scikit-learn.
         "scikit-learn",
+        # keras-vit analyze writes its figures (attention maps, plots) as PNG.
+        "matplotlib",
     ],
     extras_require={
         "data": ["tensorflow-datasets"],
         "serve": ["tritonclient[all]", "nvidia-pytriton"],
-        "analysis": ["matplotlib"],
         "test": ["pytest", "pytest-timeout", "ruff"],
     },
     entry_points={"console_scripts": ["keras-vit=keras_vit.cli:main"]},

@@ -2,7 +2,8 @@
 
 ``keras-vit train`` trains on the embedded digits data (the main job),
 ``keras-vit models`` lists the variants and their named checkpoints,
-``keras-vit classify`` runs a model on image files.
+``keras-vit classify`` runs a model on image files, ``keras-vit analyze``
+draws what the model attends to.
 """
 
 from __future__ import annotations
@@ -47,6 +48,35 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(args: argparse.Namespace):
+    """A saved ``.keras`` model, or a variant built by name (with ``--weights``)."""
+    import keras
+
+    from keras_vit.models import create_model
+
+    if args.model.endswith(".keras"):
+        return keras.saving.load_model(args.model)
+    kwargs = {"image_size": args.image_size} if getattr(args, "image_size", None) else {}
+    return create_model(args.model, weights=args.weights, **kwargs)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import os
+
+    import numpy as np
+
+    from keras_vit.analysis import analyze
+    from keras_vit.images import load_image
+
+    model = _load_model(args)
+    size = tuple(model.input_shape[1:3])
+    images = np.stack([load_image(path, size) for path in args.images])
+    names = [os.path.basename(path) for path in args.images]
+    analyze(model, images, args.out, names)
+    print(f"wrote the analyses of {len(images)} images to {args.out}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-vit", description="Vision Transformers for Keras 3."
@@ -72,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify.add_argument("--top", type=int, default=5, help="classes to print per image")
     classify.set_defaults(run=_classify)
+    analyze = commands.add_parser(
+        "analyze",
+        help="attention rollout, mean attention distance, position-embedding similarity and "
+        "embedding filters as PNG figures and JSON/CSV numbers",
+    )
+    analyze.add_argument(
+        "--model", required=True, help="variant name (ViT-B/16) or a saved .keras model"
+    )
+    analyze.add_argument("--weights", default=None, help="checkpoint file or named checkpoint")
+    analyze.add_argument(
+        "--image-size", type=int, default=None, help="input size for a variant name"
+    )
+    analyze.add_argument("--images", nargs="+", required=True, help="JPEG/PNG files")
+    analyze.add_argument("--out", required=True, help="output folder")
+    analyze.set_defaults(run=_analyze)
     return parser
 
 

@@ -4,6 +4,6 @@ Each kernel is a pure function of tensors (no captured variables), so it can be
 wrapped by XLA and used under ``tf.distribute``.
 """
 
-from keras_vit.kernels.attention import dot_product_attention
+from keras_vit.kernels.attention import attention_weights, dot_product_attention
 
-__all__ = ["dot_product_attention"]
+__all__ = ["attention_weights", "dot_product_attention"]

@@ -14,7 +14,34 @@ import keras
 from keras import ops
 
 
-def dot_product_attention(query, key, value, dropout_rate: float = 0.0, training=None, seed=None):
+def attention_weights(query, key):
+    """softmax(q kᵀ / √d) as ``[batch, heads, q_tokens, k_tokens]``.
+
+    Args:
+        query: ``[batch, tokens, heads, head_dim]``.
+        key: ``[batch, tokens, heads, head_dim]``.
+
+    Returns:
+        The attention probabilities, in the dtype of ``query``; the softmax is
+        computed in float32 even for bfloat16/float16 inputs.
+    """
+    depth = ops.shape(query)[-1]
+    # The official code (flax) scales the query, not the logits: same result,
+    # but the rounding of the official checkpoints' logits follows this order.
+    query = query / ops.sqrt(ops.cast(depth, query.dtype))
+    logits = ops.einsum("bqhd,bkhd->bhqk", query, key)
+    return ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), query.dtype)
+
+
+def dot_product_attention(
+    query,
+    key,
+    value,
+    dropout_rate: float = 0.0,
+    training=None,
+    seed=None,
+    return_weights: bool = False,
+):
     """softmax(q kᵀ / √d) v over all heads.
 
     Args:
@@ -24,17 +51,15 @@ def dot_product_attention(query, key, value, dropout_rate: float = 0.0, training
         dropout_rate: dropout on the attention weights (training only).
         training: whether dropout is active.
         seed: a ``keras.random.SeedGenerator`` for the dropout.
+        return_weights: also return the attention weights (before dropout).
 
     Returns:
-        ``[batch, tokens, heads, head_dim]``, in the dtype of ``query``.
+        ``[batch, tokens, heads, head_dim]`` in the dtype of ``query``, and with
+        ``return_weights`` the ``[batch, heads, tokens, tokens]`` weights too.
     """
-    depth = ops.shape(query)[-1]
-    # The official code (flax) scales the query, not the logits: same result,
-    # but the rounding of the official checkpoints' logits follows this order.
-    query = query / ops.sqrt(ops.cast(depth, query.dtype))
-    logits = ops.einsum("bqhd,bkhd->bhqk", query, key)
-    # Softmax in float32 even for bfloat16/float16 inputs.
-    weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), value.dtype)
+    weights = attention_weights(query, key)
+    dropped = weights
     if dropout_rate and training:
-        weights = keras.random.dropout(weights, dropout_rate, seed=seed)
-    return ops.einsum("bhqk,bkhd->bqhd", weights, value)
+        dropped = keras.random.dropout(weights, dropout_rate, seed=seed)
+    output = ops.einsum("bhqk,bkhd->bqhd", ops.cast(dropped, value.dtype), value)
+    return (output, weights) if return_weights else output

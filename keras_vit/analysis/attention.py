@@ -1,0 +1,119 @@
+"""Attention weights of a ViT and their rollout (Abnar & Zuidema, 2020; the paper's Figure 6).
+
+Example:
+    >>> import numpy as np
+    >>> from keras_vit.analysis import attention_rollout
+    >>> identity = [np.eye(5, dtype="float32")[None, None]] * 3
+    >>> attention_rollout(identity, num_prefix_tokens=1).shape
+    (1, 2, 2)
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_vit.checkpoints.assign import model_grid
+from keras_vit.kernels import attention_weights as attention_probabilities
+
+
+def encoder_of(model: keras.Model):
+    """The model's ``Transformer`` encoder, or a ValueError for models without attention."""
+    try:
+        return model.get_layer("Transformer")
+    except ValueError:
+        raise ValueError(
+            f"model {model.name!r} has no attention layers (no 'Transformer' encoder): "
+            "the attention analyses need a ViT or hybrid model"
+        ) from None
+
+
+def _check_images(model: keras.Model, images) -> np.ndarray:
+    images = np.asarray(images, np.float32)
+    expected = tuple(model.input_shape[1:])
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(
+            f"images must be [batch, {', '.join(map(str, expected))}] for model {model.name!r}; "
+            f"got shape {images.shape}"
+        )
+    return images
+
+
+def attention_weights(model: keras.Model, images) -> list[np.ndarray]:
+    """The attention weights of every encoder block.
+
+    Args:
+        model: a keras_vit ViT or hybrid model.
+        images: float images in [-1, 1] at the model's input size.
+
+    Returns:
+        One float32 array per block, ``[batch, heads, tokens, tokens]``, the class
+        token first where the model has one.
+
+    Raises:
+        ValueError: for a model without attention layers or images of the wrong shape.
+    """
+    encoder = encoder_of(model)
+    images = _check_images(model, images)
+    tokens = keras.Model(model.input, encoder.input)(images)
+    x = encoder.posembed_input(tokens)
+    result = []
+    for block in encoder.blocks:
+        normed = block.norm_0(x)
+        attention = block.attention
+        weights = attention_probabilities(attention.query(normed), attention.key(normed))
+        result.append(np.asarray(ops.convert_to_numpy(weights), np.float32))
+        x = block(x)
+    return result
+
+
+def rollout_matrix(attentions) -> np.ndarray:
+    """Head-averaged attention plus identity, rows renormalised, multiplied through the layers.
+
+    Returns:
+        ``[batch, tokens, tokens]``: how much each token draws on each input token.
+    """
+    rollout = None
+    for attention in attentions:
+        mixed = np.asarray(attention, np.float64).mean(axis=1)
+        mixed = mixed + np.eye(mixed.shape[-1])
+        mixed /= mixed.sum(axis=-1, keepdims=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    if rollout is None:
+        raise ValueError("attention_rollout needs at least one layer's attention")
+    return rollout
+
+
+def attention_rollout(
+    attentions, num_prefix_tokens: int = 1, grid: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The rolled-out attention of the class token (or the mean token) over the patches.
+
+    Args:
+        attentions: per-layer ``[batch, heads, tokens, tokens]`` weights.
+        num_prefix_tokens: 1 for a class-token model (its row is taken), 0 for a
+            gap model (the mean of all rows is taken).
+        grid: the patch grid; a square grid is assumed when None.
+
+    Returns:
+        float32 ``[batch, grid_h, grid_w]``.
+    """
+    rollout = rollout_matrix(attentions)
+    rows = rollout[:, 0] if num_prefix_tokens else rollout.mean(axis=1)
+    patches = rows[:, num_prefix_tokens:]
+    grid_h, grid_w = grid or _square(patches.shape[-1])
+    return patches.reshape(-1, grid_h, grid_w).astype(np.float32)
+
+
+def _square(count: int) -> tuple[int, int]:
+    side = int(round(count**0.5))
+    if side * side != count:
+        raise ValueError(f"{count} patch tokens do not form a square grid; pass grid=(h, w)")
+    return side, side
+
+
+def model_patch_grid(model: keras.Model) -> tuple[int, int]:
+    """The patch grid of a ViT or hybrid model."""
+    encoder_of(model)
+    return model_grid(model)
