@@ -1,9 +1,21 @@
 """Compute kernels of keras_vit, installed as ``keras_vit.kernels``.
 
 Each kernel is a pure function of tensors (no captured variables), so it can be
-wrapped by XLA and used under ``tf.distribute``.
+compiled by XLA and used under ``tf.distribute``; each has a plain reference
+implementation beside it, and the models switch between them with
+``attention_impl="fused"|"reference"``.
 """
 
-from keras_vit.kernels.attention import attention_weights, dot_product_attention
+from keras_vit.kernels.attention import attention_reference, attention_weights, fused_attention
+from keras_vit.kernels.encoder_block import PARAM_NAMES, encoder_block
+from keras_vit.kernels.patch_embed import patch_embed, patch_embed_reference
 
-__all__ = ["attention_weights", "dot_product_attention"]
+__all__ = [
+    "PARAM_NAMES",
+    "attention_reference",
+    "attention_weights",
+    "encoder_block",
+    "fused_attention",
+    "patch_embed",
+    "patch_embed_reference",
+]

@@ -15,7 +15,8 @@ MODULES = sorted(
         for m in pkgutil.walk_packages(keras_vit.__path__, "keras_vit.")
         if "cli" not in m.name
     }
-    | {"keras_vit.kernels", "keras_vit.kernels.attention"}
+    | {"keras_vit.kernels"}
+    | {f"keras_vit.kernels.{name}" for name in ("attention", "encoder_block", "patch_embed")}
 )
 
 

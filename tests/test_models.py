@@ -120,10 +120,15 @@ def test_dropout_only_in_training():
 
 LAYERS = [
     layers.DenseGeneral((2, 4), in_axes=1, name="query"),
-    layers.MultiHeadDotProductAttention(num_heads=2, attention_dropout_rate=0.1),
+    layers.MultiHeadDotProductAttention(
+        num_heads=2, attention_dropout_rate=0.1, attention_impl="reference"
+    ),
+    layers.PatchEmbedding(hidden_size=8, patch_size=4, attention_impl="reference"),
     layers.MlpBlock(mlp_dim=16, dropout_rate=0.1, approximate_gelu=False),
     layers.Encoder1DBlock(mlp_dim=16, num_heads=2, dropout_rate=0.1, attention_dropout_rate=0.2),
-    layers.Encoder(num_layers=2, mlp_dim=16, num_heads=2, approximate_gelu=False),
+    layers.Encoder(
+        num_layers=2, mlp_dim=16, num_heads=2, approximate_gelu=False, attention_block_size=64
+    ),
     layers.AddPositionEmbs(),
     layers.ClassToken(),
     layers.TokenPooling("gap"),

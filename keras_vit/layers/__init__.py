@@ -2,6 +2,7 @@
 
 from keras_vit.layers.attention import MultiHeadDotProductAttention
 from keras_vit.layers.dense_general import DenseGeneral
+from keras_vit.layers.embedding import PatchEmbedding
 from keras_vit.layers.encoder import (
     LAYER_NORM_EPSILON,
     AddPositionEmbs,
@@ -30,6 +31,7 @@ __all__ = [
     "Encoder1DBlock",
     "MlpBlock",
     "MultiHeadDotProductAttention",
+    "PatchEmbedding",
     "PreActBottleneck",
     "PreActConv",
     "ResNetStage",

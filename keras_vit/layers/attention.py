@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
-from keras_vit.kernels import dot_product_attention
+from keras_vit.kernels import attention_weights, fused_attention
 from keras_vit.layers.dense_general import DenseGeneral
+
+ATTENTION_IMPLS = ("fused", "reference")
+
+
+def check_attention_impl(attention_impl: str) -> str:
+    if attention_impl not in ATTENTION_IMPLS:
+        raise ValueError(
+            f"attention_impl must be one of {ATTENTION_IMPLS}; got {attention_impl!r}."
+        )
+    return attention_impl
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -18,6 +29,8 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
     Args:
         num_heads: number of attention heads; must divide the hidden size.
         attention_dropout_rate: dropout on the attention weights.
+        attention_impl: ``"fused"`` (XLA kernel, ``keras_vit.kernels``) or
+            ``"reference"`` (plain ``keras.ops``).
         **kwargs: standard layer arguments.
 
     Example:
@@ -27,10 +40,17 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
         (1, 5, 8)
     """
 
-    def __init__(self, num_heads: int, attention_dropout_rate: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        num_heads: int,
+        attention_dropout_rate: float = 0.0,
+        attention_impl: str = "fused",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.attention_dropout_rate = attention_dropout_rate
+        self.attention_impl = check_attention_impl(attention_impl)
         self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape):
@@ -50,14 +70,20 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
         self.out.build(tuple(input_shape[:-1]) + (self.num_heads, head_dim))
 
     def call(self, inputs, training=None):
-        context = dot_product_attention(
-            self.query(inputs),
-            self.key(inputs),
-            self.value(inputs),
-            dropout_rate=self.attention_dropout_rate,
-            training=training,
-            seed=self.seed_generator,
-        )
+        query, key, value = self.query(inputs), self.key(inputs), self.value(inputs)
+        rate = self.attention_dropout_rate if training else 0.0
+        if self.attention_impl == "fused":
+            seed = (
+                keras.random.randint((2,), 0, 2**30, seed=self.seed_generator, dtype="int32")
+                if rate
+                else None
+            )
+            context = fused_attention(query, key, value, dropout_rate=rate, seed=seed)
+        else:
+            weights = attention_weights(query, key)
+            if rate:
+                weights = keras.random.dropout(weights, rate, seed=self.seed_generator)
+            context = ops.einsum("bhqk,bkhd->bqhd", weights, value)
         return self.out(context)
 
     def compute_output_shape(self, input_shape):
@@ -68,4 +94,5 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
             **super().get_config(),
             "num_heads": self.num_heads,
             "attention_dropout_rate": self.attention_dropout_rate,
+            "attention_impl": self.attention_impl,
         }

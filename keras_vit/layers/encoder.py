@@ -11,7 +11,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_vit.layers.attention import MultiHeadDotProductAttention
+from keras_vit.kernels import encoder_block
+from keras_vit.layers.attention import MultiHeadDotProductAttention, check_attention_impl
 from keras_vit.layers.dense_general import flat_glorot_uniform
 
 # flax.linen.LayerNorm's default epsilon, used by the official code and by timm's ViT.
@@ -91,6 +92,11 @@ class Encoder1DBlock(keras.layers.Layer):
         dropout_rate: dropout after attention and in the MLP.
         attention_dropout_rate: dropout on attention weights.
         approximate_gelu: see ``MlpBlock``.
+        attention_impl: ``"fused"`` runs the whole block as one XLA-compiled
+            kernel (``keras_vit.kernels.encoder_block``); ``"reference"`` runs
+            the sublayers one by one in ``keras.ops``.
+        attention_block_size: key-block size of the fused kernel's memory-saving
+            attention for sequences longer than it (None: plain attention).
         **kwargs: standard layer arguments.
     """
 
@@ -101,6 +107,8 @@ class Encoder1DBlock(keras.layers.Layer):
         dropout_rate: float = 0.0,
         attention_dropout_rate: float = 0.0,
         approximate_gelu: bool = True,
+        attention_impl: str = "fused",
+        attention_block_size: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -109,6 +117,9 @@ class Encoder1DBlock(keras.layers.Layer):
         self.dropout_rate = dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
         self.approximate_gelu = approximate_gelu
+        self.attention_impl = check_attention_impl(attention_impl)
+        self.attention_block_size = attention_block_size
+        self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape):
         policy = self.dtype_policy
@@ -116,6 +127,7 @@ class Encoder1DBlock(keras.layers.Layer):
         self.attention = MultiHeadDotProductAttention(
             self.num_heads,
             self.attention_dropout_rate,
+            self.attention_impl,
             name="MultiHeadDotProductAttention_1",
             dtype=policy,
         )
@@ -127,7 +139,30 @@ class Encoder1DBlock(keras.layers.Layer):
             layer.build(input_shape)
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy)
 
+    def fused_params(self, dtype) -> dict:
+        """The block's weights under the names of ``keras_vit.kernels.encoder_block``."""
+        attention, mlp = self.attention, self.mlp
+        weights = dict(
+            ln0_scale=self.norm_0.gamma, ln0_bias=self.norm_0.beta,
+            q_kernel=attention.query.kernel, q_bias=attention.query.bias,
+            k_kernel=attention.key.kernel, k_bias=attention.key.bias,
+            v_kernel=attention.value.kernel, v_bias=attention.value.bias,
+            out_kernel=attention.out.kernel, out_bias=attention.out.bias,
+            ln2_scale=self.norm_2.gamma, ln2_bias=self.norm_2.beta,
+            mlp0_kernel=mlp.dense_0.kernel, mlp0_bias=mlp.dense_0.bias,
+            mlp1_kernel=mlp.dense_1.kernel, mlp1_bias=mlp.dense_1.bias,
+        )  # fmt: skip
+        return {name: ops.cast(value, dtype) for name, value in weights.items()}
+
     def call(self, inputs, training=None):
+        if self.attention_impl == "fused":
+            rates = (self.dropout_rate, self.attention_dropout_rate) if training else (0.0, 0.0)
+            seed = None
+            if any(rates):
+                seed = keras.random.randint((2,), 0, 2**30, seed=self.seed_generator, dtype="int32")
+            params = self.fused_params(inputs.dtype)
+            return encoder_block(inputs, params, self.approximate_gelu, LAYER_NORM_EPSILON, *rates, seed,
+                                 self.attention_block_size)  # fmt: skip
         x = self.attention(self.norm_0(inputs), training=training)
         x = inputs + self.dropout(x, training=training)
         return x + self.mlp(self.norm_2(x), training=training)
@@ -143,6 +178,8 @@ class Encoder1DBlock(keras.layers.Layer):
             "dropout_rate": self.dropout_rate,
             "attention_dropout_rate": self.attention_dropout_rate,
             "approximate_gelu": self.approximate_gelu,
+            "attention_impl": self.attention_impl,
+            "attention_block_size": self.attention_block_size,
         }
 
 
@@ -175,6 +212,8 @@ class Encoder(keras.layers.Layer):
         dropout_rate: dropout rate.
         attention_dropout_rate: attention-weights dropout rate.
         approximate_gelu: see ``MlpBlock``.
+        attention_impl: see ``Encoder1DBlock``.
+        attention_block_size: see ``Encoder1DBlock``.
         **kwargs: standard layer arguments; the model names it ``"Transformer"``.
 
     Example:
@@ -192,6 +231,8 @@ class Encoder(keras.layers.Layer):
         dropout_rate: float = 0.0,
         attention_dropout_rate: float = 0.0,
         approximate_gelu: bool = True,
+        attention_impl: str = "fused",
+        attention_block_size: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -201,6 +242,8 @@ class Encoder(keras.layers.Layer):
         self.dropout_rate = dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
         self.approximate_gelu = approximate_gelu
+        self.attention_impl = check_attention_impl(attention_impl)
+        self.attention_block_size = attention_block_size
 
     def build(self, input_shape):
         policy = self.dtype_policy
@@ -214,6 +257,8 @@ class Encoder(keras.layers.Layer):
                 self.dropout_rate,
                 self.attention_dropout_rate,
                 self.approximate_gelu,
+                self.attention_impl,
+                self.attention_block_size,
                 name=f"encoderblock_{i}",
                 dtype=policy,
             )
@@ -242,4 +287,6 @@ class Encoder(keras.layers.Layer):
             "dropout_rate": self.dropout_rate,
             "attention_dropout_rate": self.attention_dropout_rate,
             "approximate_gelu": self.approximate_gelu,
+            "attention_impl": self.attention_impl,
+            "attention_block_size": self.attention_block_size,
         }

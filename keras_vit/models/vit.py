@@ -21,7 +21,14 @@ from collections.abc import Sequence
 import keras
 
 from keras_vit.checkpoints import load_weights_file
-from keras_vit.layers import ClassToken, Encoder, ResNetStage, StdConv2D, TokenPooling
+from keras_vit.layers import (
+    ClassToken,
+    Encoder,
+    PatchEmbedding,
+    ResNetStage,
+    StdConv2D,
+    TokenPooling,
+)
 from keras_vit.layers.resnet import HYBRID_NUMERICS, group_norm
 from keras_vit.models import weights as named_weights
 from keras_vit.variants import vit_variant_name
@@ -90,6 +97,8 @@ def ViT(
     classifier_activation: str | None = None,
     resnet_layers: Sequence[int] | None = None,
     resnet_width: int = 1,
+    attention_impl: str = "fused",
+    attention_block_size: int | None = None,
     name: str = "vit",
 ) -> keras.Model:
     """Builds a Vision Transformer (Dosovitskiy et al., 2020).
@@ -126,6 +135,12 @@ def ViT(
             root alone: conv, GroupNorm, max-pool). ``patch_size`` then applies
             to the stem's feature map.
         resnet_width: width multiplier of the stem.
+        attention_impl: ``"fused"`` (default): each encoder block and the patch
+            embedding run as XLA-compiled kernels of ``keras_vit.kernels``;
+            ``"reference"``: the same computation layer by layer in ``keras.ops``.
+        attention_block_size: with the fused kernels, attention over sequences
+            longer than this many tokens is computed blockwise (online softmax),
+            saving memory at high resolution.
         name: model name.
 
     Returns:
@@ -182,14 +197,7 @@ def ViT(
         else _hybrid_stem(images, tuple(resnet_layers), resnet_width)
     )
     grid_h, grid_w = x.shape[1] // patch_size, x.shape[2] // patch_size
-    x = keras.layers.Conv2D(
-        hidden_size,
-        patch_size,
-        strides=patch_size,
-        padding="valid",
-        kernel_initializer="lecun_normal",
-        name="embedding",
-    )(x)
+    x = PatchEmbedding(hidden_size, patch_size, attention_impl, name="embedding")(x)
     x = keras.layers.Reshape((grid_h * grid_w, hidden_size), name="patches")(x)
     if classifier == "token":
         x = ClassToken(name="cls")(x)
@@ -200,6 +208,8 @@ def ViT(
         dropout_rate=dropout_rate,
         attention_dropout_rate=attention_dropout_rate,
         approximate_gelu=approximate_gelu,
+        attention_impl=attention_impl,
+        attention_block_size=attention_block_size,
         name="Transformer",
     )(x)
     if include_top:

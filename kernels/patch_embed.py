@@ -1,0 +1,67 @@
+"""Patch embedding as reshape + one matmul, fused with the class token and position embeddings.
+
+Equal to the official strided convolution with a ``[p, p, channels, hidden]``
+kernel; ``patch_embed_reference`` is that convolution.
+
+Example:
+    >>> import numpy as np
+    >>> from keras_vit.kernels import patch_embed, patch_embed_reference
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.normal(size=(2, 8, 12, 3)).astype("float32")
+    >>> kernel, bias = rng.normal(size=(4, 4, 3, 5)).astype("float32"), np.zeros(5, "float32")
+    >>> bool(np.allclose(patch_embed(images, kernel, bias), patch_embed_reference(images, kernel, bias), atol=1e-5))
+    True
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import ops
+
+
+def patch_embed_reference(images, kernel, bias, cls_token=None, pos_embedding=None):
+    """The official formulation: a strided VALID convolution, then flatten (keras.ops)."""
+    patch = kernel.shape[0]
+    x = ops.conv(images, ops.cast(kernel, images.dtype), strides=patch, padding="valid") + bias
+    x = ops.reshape(x, (ops.shape(x)[0], -1, kernel.shape[-1]))
+    if cls_token is not None:
+        x = ops.concatenate(
+            [ops.broadcast_to(cls_token, (ops.shape(x)[0], 1, x.shape[-1])), x], axis=1
+        )
+    return x if pos_embedding is None else x + pos_embedding
+
+
+@tf.function(jit_compile=True)
+def _patch_embed(images, kernel, bias, cls_token, pos_embedding):
+    p, _, channels, hidden = kernel.shape
+    batch, height, width = tf.unstack(tf.shape(images)[:3])
+    grid_h, grid_w = height // p, width // p
+    x = tf.reshape(images, [batch, grid_h, p, grid_w, p, channels])
+    x = tf.transpose(x, [0, 1, 3, 2, 4, 5])
+    x = tf.reshape(x, [batch, grid_h * grid_w, p * p * channels])
+    x = tf.matmul(x, tf.reshape(kernel, [p * p * channels, hidden])) + bias
+    if cls_token is not None:
+        x = tf.concat([tf.broadcast_to(cls_token, [batch, 1, hidden]), x], axis=1)
+    return x if pos_embedding is None else x + pos_embedding
+
+
+def patch_embed(images, kernel, bias, cls_token=None, pos_embedding=None):
+    """Patchify as reshape + one matmul (XLA-compiled).
+
+    Args:
+        images: ``[batch, height, width, channels]``; height and width divisible
+            by the patch size.
+        kernel: ``[p, p, channels, hidden]`` (the official ``embedding/kernel``).
+        bias: ``[hidden]``.
+        cls_token: optional ``[1, 1, hidden]``, prepended.
+        pos_embedding: optional ``[1, tokens, hidden]``, added.
+
+    Returns:
+        ``[batch, tokens, hidden]``.
+    """
+    p = kernel.shape[0]
+    if any(size is not None and size % p for size in images.shape[1:3]):
+        raise ValueError(
+            f"image size {images.shape[1]}x{images.shape[2]} is not divisible by the patch size {p}"
+        )
+    return _patch_embed(images, kernel, bias, cls_token, pos_embedding)

@@ -1,0 +1,242 @@
+"""Fused kernels against their reference implementations.
+
+Tolerances (relative error max|fused - reference| / max|reference|): 1e-5 in
+float32, 1e-2 in bfloat16, for outputs and gradients.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_vit.kernels import (
+    attention_reference,
+    attention_weights,
+    encoder_block,
+    fused_attention,
+    patch_embed,
+    patch_embed_reference,
+)
+from keras_vit.layers import Encoder1DBlock
+from keras_vit.models import ViT
+
+from .conftest import relative_error
+
+TOLERANCE = {"float32": 1e-5, "bfloat16": 1e-2}
+
+
+def tensors(*shapes, dtype="float32", scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return [tf.constant(rng.normal(size=s) * scale, dtype=dtype) for s in shapes]
+
+
+def value_and_grads(fn, inputs, seed=1):
+    """Output and gradients of sum(output * fixed random cotangent) w.r.t. inputs."""
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        out = fn(*inputs)
+        cotangent = tf.constant(np.random.default_rng(seed).normal(size=out.shape), out.dtype)
+        loss = tf.reduce_sum(tf.cast(out * cotangent, tf.float32))
+    return out, tape.gradient(loss, inputs)
+
+
+def assert_close(actual, expected, dtype):
+    actual, expected = (
+        np.asarray(tf.cast(actual, tf.float32)),
+        np.asarray(tf.cast(expected, tf.float32)),
+    )
+    if not np.any(expected):  # e.g. the q/k gradients of a single token: exactly zero
+        assert np.abs(actual).max() <= TOLERANCE[dtype]
+    else:
+        assert relative_error(actual, expected) <= TOLERANCE[dtype]
+
+
+SHAPES = [(2, 17, 3, 8), (1, 1, 1, 4), (1, 50, 5, 7), (3, 197, 12, 64)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_fused_attention_forward_and_gradients(shape, dtype):
+    inputs = tensors(shape, shape, shape, dtype=dtype)
+    fused, fused_grads = value_and_grads(lambda q, k, v: fused_attention(q, k, v), inputs)
+    ref, ref_grads = value_and_grads(lambda q, k, v: attention_reference(q, k, v), inputs)
+    assert fused.dtype == ref.dtype == tf.as_dtype(dtype)
+    assert_close(fused, ref, dtype)
+    for a, b in zip(fused_grads, ref_grads):
+        assert_close(a, b, dtype)
+
+
+@pytest.mark.parametrize("block_size", [4, 16, 50, 64])
+def test_blockwise_path_matches(block_size):
+    inputs = tensors(*[(2, 50, 3, 8)] * 3)
+    blockwise, grads = value_and_grads(
+        lambda q, k, v: fused_attention(q, k, v, block_size=block_size), inputs
+    )
+    ref, ref_grads = value_and_grads(lambda q, k, v: attention_reference(q, k, v), inputs)
+    assert_close(blockwise, ref, "float32")
+    for a, b in zip(grads, ref_grads):
+        assert_close(a, b, "float32")
+    with pytest.raises(ValueError, match="blockwise path takes no mask"):
+        fused_attention(*inputs, block_size=4, return_weights=True)
+
+
+def test_masks():
+    q, k, v = tensors(*[(2, 6, 2, 4)] * 3)
+    mask = tf.constant(np.random.default_rng(3).random((2, 1, 6, 6)) > 0.4) | tf.eye(
+        6, dtype=tf.bool
+    )
+    fused, weights = fused_attention(q, k, v, mask=mask, return_weights=True)
+    assert_close(fused, attention_reference(q, k, v, mask=mask), "float32")
+    np.testing.assert_array_equal(
+        np.asarray(weights)[np.broadcast_to(~np.asarray(mask), weights.shape)], 0.0
+    )
+
+
+def test_large_logits_stay_finite():
+    q, k, v = tensors(*[(1, 9, 2, 16)] * 3, scale=300.0)
+    fused = fused_attention(q, k, v)
+    assert np.all(np.isfinite(fused))
+    assert_close(fused, attention_reference(q, k, v), "float32")
+    blockwise = fused_attention(q, k, v, block_size=4)
+    assert np.all(np.isfinite(blockwise))
+
+
+def test_returned_weights_and_dropout():
+    q, k, v = tensors(*[(2, 10, 2, 4)] * 3)
+    _, weights = fused_attention(q, k, v, return_weights=True)
+    assert_close(weights, attention_weights(q, k), "float32")
+    np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-6)
+    seed = tf.constant([1, 2], tf.int32)
+    a = fused_attention(q, k, v, dropout_rate=0.5, seed=seed)
+    np.testing.assert_array_equal(a, fused_attention(q, k, v, dropout_rate=0.5, seed=seed))
+    assert not np.allclose(a, fused_attention(q, k, v))
+    with pytest.raises(ValueError, match="needs a seed"):
+        fused_attention(q, k, v, dropout_rate=0.1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("approximate", [True, False])
+@pytest.mark.parametrize("block_size", [None, 8])
+def test_encoder_block_matches_the_layers(dtype, approximate, block_size):
+    reference = Encoder1DBlock(
+        48, 3, approximate_gelu=approximate, attention_impl="reference", dtype=dtype
+    )
+    x = tensors((2, 21, 24), dtype=dtype)[0]
+    reference.build(x.shape)
+    rng = np.random.default_rng(0)
+    for w in reference.weights:
+        w.assign(rng.normal(size=w.shape) * 0.3)
+    params = reference.fused_params(x.dtype)
+    fused, grads = value_and_grads(
+        lambda x, p: encoder_block(x, p, approximate, block_size=block_size), [x, params]
+    )
+    ref, ref_grads = value_and_grads(lambda x, p: reference(x), [x, params])
+    assert_close(fused, ref, dtype)
+    assert_close(grads[0], ref_grads[0], dtype)  # w.r.t. the input
+    with tf.GradientTape(persistent=True) as tape:
+        fused_out = encoder_block(
+            x, reference.fused_params(x.dtype), approximate, block_size=block_size
+        )
+        ref_out = reference(x)
+        cot = tf.constant(rng.normal(size=x.shape), x.dtype)
+        fused_loss = tf.reduce_sum(tf.cast(fused_out * cot, tf.float32))
+        ref_loss = tf.reduce_sum(tf.cast(ref_out * cot, tf.float32))
+    variables = [w.value for w in reference.trainable_weights]
+    fused_grads = [np.asarray(tf.cast(g, tf.float32)) for g in tape.gradient(fused_loss, variables)]
+    ref_grads = [np.asarray(tf.cast(g, tf.float32)) for g in tape.gradient(ref_loss, variables)]
+    # Relative to the largest gradient of the block: the key bias's exact gradient
+    # is zero (softmax ignores a shift shared by all keys), so its own scale is noise.
+    scale = max(np.abs(g).max() for g in ref_grads)
+    for a, b, w in zip(fused_grads, ref_grads, reference.trainable_weights):
+        assert np.abs(a - b).max() <= TOLERANCE[dtype] * scale, w.path
+
+
+@pytest.mark.parametrize("size", [(32, 48), (16, 16)])
+def test_patch_embed_matches_the_strided_convolution(size):
+    images, kernel, bias, cls, posemb = tensors(
+        (2, *size, 3), (8, 8, 3, 10), (10,), (1, 1, 10), (1, 1 + size[0] * size[1] // 64, 10)
+    )
+    fused, grads = value_and_grads(patch_embed, [images, kernel, bias, cls, posemb])
+    ref, ref_grads = value_and_grads(patch_embed_reference, [images, kernel, bias, cls, posemb])
+    assert_close(fused, ref, "float32")
+    for a, b in zip(grads, ref_grads):
+        assert_close(a, b, "float32")
+    with pytest.raises(ValueError, match="not divisible by the patch size 8"):
+        patch_embed(tf.zeros((1, 20, 16, 3)), kernel, bias)
+
+
+def test_model_switch_gives_the_same_outputs_and_gradients():
+    config = dict(
+        image_size=32,
+        patch_size=8,
+        hidden_size=48,
+        num_layers=2,
+        num_heads=3,
+        mlp_dim=96,
+        num_classes=7,
+    )
+    fused, reference = ViT(**config), ViT(**config, attention_impl="reference")
+    rng = np.random.default_rng(0)
+    for a, b in zip(fused.weights, reference.weights):
+        value = rng.normal(size=a.shape) * 0.2
+        a.assign(value)
+        b.assign(value)
+    x = tensors((2, 32, 32, 3))[0]
+    outputs, gradients = [], []
+    for model in (fused, reference):
+        with tf.GradientTape() as tape:
+            out = model(x)
+            loss = tf.reduce_sum(out * out)
+        outputs.append(out)
+        gradients.append(tape.gradient(loss, [w.value for w in model.trainable_weights]))
+    assert_close(outputs[0], outputs[1], "float32")
+    scale = max(float(tf.reduce_max(tf.abs(g))) for g in gradients[1])  # see the block test
+    for a, b, w in zip(*gradients, fused.trainable_weights):
+        assert float(tf.reduce_max(tf.abs(a - b))) <= 1e-5 * scale, w.path
+    with pytest.raises(ValueError, match="attention_impl must be one of"):
+        ViT(**config, attention_impl="flash")
+
+
+def test_fused_kernels_under_mirrored_strategy():
+    """Two logical CPU devices; the fused model's replicated step equals the single-device one."""
+    script = textwrap.dedent(
+        """
+        import os
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from keras_vit.models import ViT
+        config = dict(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2, mlp_dim=64, num_classes=5)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            model = ViT(**config)
+        rng = np.random.default_rng(0)
+        for w in model.weights:
+            w.assign(rng.normal(size=w.shape).astype("float32") * 0.2)
+        x = tf.constant(rng.normal(size=(4, 32, 32, 3)), tf.float32)
+
+        def step(images):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(model(images, training=True) ** 2)
+            return tape.gradient(loss, model.trainable_variables)
+
+        dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x).unbatch().batch(4))
+        replicated = strategy.run(tf.function(step), args=(next(iter(dataset)),))
+        summed = [strategy.reduce("SUM", g, axis=None) for g in replicated]
+        single = step(x)
+        scale = max(float(tf.reduce_max(tf.abs(b))) for b in single)
+        error = max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(summed, single)) / scale
+        print("REPLICAS", strategy.num_replicas_in_sync, "ERROR", error)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    line = [x for x in result.stdout.splitlines() if x.startswith("REPLICAS")]
+    assert line, result.stderr[-3000:]
+    _, replicas, _, error = line[0].split()
+    assert int(replicas) == 2 and float(error) <= 1e-5
