@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 SOURCES := keras_vit kernels tests benchmarks setup.py
 
-.PHONY: setup demo test
+.PHONY: setup demo test bench-setup bench
 
 $(BIN)/keras-vit: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,13 @@ test: setup
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/python -m pytest
+
+# Benchmark-only dependencies: keras-hub beside keras_vit, and timm on PyTorch in
+# a separate virtualenv (torch and TensorFlow are kept apart).
+bench-setup: setup
+	$(BIN)/pip install --quiet "keras-hub==0.32.*"
+	test -x .venv-timm/bin/python || $(PYTHON) -m venv .venv-timm
+	.venv-timm/bin/pip install --quiet "torch==2.14.1" "torchvision==0.29.1" "timm==1.0.31"
+
+bench: bench-setup
+	$(BIN)/python benchmarks/speed.py --timm-python .venv-timm/bin/python

@@ -7,13 +7,14 @@ implementation beside it, and the models switch between them with
 """
 
 from keras_vit.kernels.attention import attention_reference, attention_weights, fused_attention
-from keras_vit.kernels.encoder_block import PARAM_NAMES, encoder_block
+from keras_vit.kernels.encoder_block import PARAM_NAMES, encoder, encoder_block
 from keras_vit.kernels.patch_embed import patch_embed, patch_embed_reference
 
 __all__ = [
     "PARAM_NAMES",
     "attention_reference",
     "attention_weights",
+    "encoder",
     "encoder_block",
     "fused_attention",
     "patch_embed",

@@ -1,6 +1,6 @@
 """One whole pre-norm Transformer block as a single XLA-compiled function.
 
-LayerNorm → fused q/k/v projection (one matmul over the three stored kernels)
+LayerNorm → q/k/v projections (the checkpoint's three kernels, as stored)
 → attention → output projection → residual → LayerNorm → Dense → GELU → Dense →
 residual. XLA fuses the memory-bound work (normalisation, GELU, softmax, bias
 adds, residuals) around the matmuls. The weights arrive as arguments (the
@@ -57,14 +57,11 @@ def _dropout(x, rate, seed, salt):
     return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
 
 
-@tf.function(jit_compile=True)
-def _block(x, p, approximate_gelu, eps, dropout_rate, attention_dropout_rate, seed, block_size):
-    heads, head_dim = p["q_bias"].shape
+def _block_body(
+    x, p, approximate_gelu, eps, dropout_rate, attention_dropout_rate, seed, block_size
+):
     h = _layer_norm(x, p["ln0_scale"], p["ln0_bias"], eps)
-    kernel = tf.concat([p["q_kernel"], p["k_kernel"], p["v_kernel"]], axis=1)  # [d, 3h, hd]
-    bias = tf.concat([p["q_bias"], p["k_bias"], p["v_bias"]], axis=0)
-    qkv = tf.einsum("btd,dnh->btnh", h, kernel) + bias
-    q, k, v = qkv[:, :, :heads], qkv[:, :, heads : 2 * heads], qkv[:, :, 2 * heads :]
+    q, k, v = (tf.einsum("btd,dnh->btnh", h, p[f"{n}_kernel"]) + p[f"{n}_bias"] for n in "qkv")
     if block_size:
         context = _blockwise_attention(q, k, v, block_size)
     else:
@@ -76,6 +73,19 @@ def _block(x, p, approximate_gelu, eps, dropout_rate, attention_dropout_rate, se
     h = _dropout(h, dropout_rate, seed, 3)
     h = tf.matmul(h, p["mlp1_kernel"]) + p["mlp1_bias"]
     return x + _dropout(h, dropout_rate, seed, 4)
+
+
+_block = tf.function(_block_body, jit_compile=True)
+
+
+@tf.function(jit_compile=True)
+def _encoder(x, pos_embedding, blocks, norm_scale, norm_bias, options, dropout_rate, seed):
+    approximate_gelu, eps, attention_dropout_rate, block_size = options
+    x = _dropout(x + pos_embedding, dropout_rate, seed, 5)
+    for i, params in enumerate(blocks):
+        x = _block_body(x, params, approximate_gelu, eps, dropout_rate, attention_dropout_rate,
+                        seed + 7 * (i + 1), block_size)  # fmt: skip
+    return _layer_norm(x, norm_scale, norm_bias, eps)
 
 
 def encoder_block(
@@ -113,3 +123,47 @@ def encoder_block(
     params = {name: params[name] for name in PARAM_NAMES}
     return _block(x, params, bool(approximate_gelu), float(epsilon), float(dropout_rate),
                   float(attention_dropout_rate), seed, block_size)  # fmt: skip
+
+
+def encoder(
+    x,
+    pos_embedding,
+    blocks: list,
+    norm_scale,
+    norm_bias,
+    approximate_gelu: bool = True,
+    epsilon: float = 1e-6,
+    dropout_rate: float = 0.0,
+    attention_dropout_rate: float = 0.0,
+    seed=None,
+    block_size: int | None = None,
+):
+    """The whole encoder in one XLA function: position embeddings, every block, final norm.
+
+    One compiled function instead of one per block: no hand-over between blocks
+    and the residual add, dropout and next LayerNorm fuse across block borders.
+
+    Args:
+        x: ``[batch, tokens, hidden]`` (class token included).
+        pos_embedding: ``[1, tokens, hidden]``.
+        blocks: one ``encoder_block`` parameter dict per block.
+        norm_scale: final LayerNorm scale ``[hidden]``.
+        norm_bias: final LayerNorm bias ``[hidden]``.
+        approximate_gelu: tanh GELU (official checkpoints) or erf (timm).
+        epsilon: LayerNorm epsilon.
+        dropout_rate: dropout rate (pass 0 in inference).
+        attention_dropout_rate: attention-weights dropout rate.
+        seed: int32 ``[2]`` dropout seed, required with any dropout.
+        block_size: key-block size of the online-softmax attention; None for plain.
+
+    Returns:
+        The encoded tokens ``[batch, tokens, hidden]``.
+    """
+    if (dropout_rate or attention_dropout_rate) and seed is None:
+        raise ValueError("encoder needs a seed when dropout is active")
+    seed = tf.zeros([2], tf.int32) if seed is None else seed
+    blocks = [{name: params[name] for name in PARAM_NAMES} for params in blocks]
+    options = (bool(approximate_gelu), float(epsilon), float(attention_dropout_rate), block_size)
+    return _encoder(
+        x, pos_embedding, blocks, norm_scale, norm_bias, options, float(dropout_rate), seed
+    )

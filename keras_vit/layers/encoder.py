@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_vit.kernels import encoder_block
+from keras_vit.kernels import encoder, encoder_block
 from keras_vit.layers.attention import MultiHeadDotProductAttention, check_attention_impl
 from keras_vit.layers.dense_general import flat_glorot_uniform
 
@@ -93,8 +93,10 @@ class Encoder1DBlock(keras.layers.Layer):
         attention_dropout_rate: dropout on attention weights.
         approximate_gelu: see ``MlpBlock``.
         attention_impl: ``"fused"`` runs the whole block as one XLA-compiled
-            kernel (``keras_vit.kernels.encoder_block``); ``"reference"`` runs
-            the sublayers one by one in ``keras.ops``.
+            kernel (``keras_vit.kernels.encoder_block``) in inference;
+            ``"reference"``, and every training step, runs the sublayers one by
+            one (TensorFlow's own gradient of those measured faster here than
+            the gradient of the XLA kernel: see the README's benchmark).
         attention_block_size: key-block size of the fused kernel's memory-saving
             attention for sequences longer than it (None: plain attention).
         **kwargs: standard layer arguments.
@@ -119,7 +121,6 @@ class Encoder1DBlock(keras.layers.Layer):
         self.approximate_gelu = approximate_gelu
         self.attention_impl = check_attention_impl(attention_impl)
         self.attention_block_size = attention_block_size
-        self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape):
         policy = self.dtype_policy
@@ -155,14 +156,15 @@ class Encoder1DBlock(keras.layers.Layer):
         return {name: ops.cast(value, dtype) for name, value in weights.items()}
 
     def call(self, inputs, training=None):
-        if self.attention_impl == "fused":
-            rates = (self.dropout_rate, self.attention_dropout_rate) if training else (0.0, 0.0)
-            seed = None
-            if any(rates):
-                seed = keras.random.randint((2,), 0, 2**30, seed=self.seed_generator, dtype="int32")
+        if self.attention_impl == "fused" and not training:
             params = self.fused_params(inputs.dtype)
-            return encoder_block(inputs, params, self.approximate_gelu, LAYER_NORM_EPSILON, *rates, seed,
-                                 self.attention_block_size)  # fmt: skip
+            return encoder_block(
+                inputs,
+                params,
+                self.approximate_gelu,
+                LAYER_NORM_EPSILON,
+                block_size=self.attention_block_size,
+            )
         x = self.attention(self.norm_0(inputs), training=training)
         x = inputs + self.dropout(x, training=training)
         return x + self.mlp(self.norm_2(x), training=training)
@@ -212,7 +214,10 @@ class Encoder(keras.layers.Layer):
         dropout_rate: dropout rate.
         attention_dropout_rate: attention-weights dropout rate.
         approximate_gelu: see ``MlpBlock``.
-        attention_impl: see ``Encoder1DBlock``.
+        attention_impl: ``"fused"`` runs the whole encoder (position embeddings,
+            blocks, final norm) as one XLA-compiled kernel
+            (``keras_vit.kernels.encoder``) in inference; ``"reference"``, and
+            every training step, layer by layer (see ``Encoder1DBlock``).
         attention_block_size: see ``Encoder1DBlock``.
         **kwargs: standard layer arguments; the model names it ``"Transformer"``.
 
@@ -270,6 +275,18 @@ class Encoder(keras.layers.Layer):
         self.encoder_norm.build(input_shape)
 
     def call(self, inputs, training=None):
+        if self.attention_impl == "fused" and not training:
+            dtype = inputs.dtype
+            return encoder(
+                inputs,
+                ops.cast(self.posembed_input.pos_embedding, dtype),
+                [block.fused_params(dtype) for block in self.blocks],
+                ops.cast(self.encoder_norm.gamma, dtype),
+                ops.cast(self.encoder_norm.beta, dtype),
+                self.approximate_gelu,
+                LAYER_NORM_EPSILON,
+                block_size=self.attention_block_size,
+            )
         x = self.dropout(self.posembed_input(inputs), training=training)
         for block in self.blocks:
             x = block(x, training=training)

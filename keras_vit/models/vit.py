@@ -135,9 +135,10 @@ def ViT(
             root alone: conv, GroupNorm, max-pool). ``patch_size`` then applies
             to the stem's feature map.
         resnet_width: width multiplier of the stem.
-        attention_impl: ``"fused"`` (default): each encoder block and the patch
-            embedding run as XLA-compiled kernels of ``keras_vit.kernels``;
-            ``"reference"``: the same computation layer by layer in ``keras.ops``.
+        attention_impl: ``"fused"`` (default): in inference the whole encoder and
+            the patch embedding run as XLA-compiled kernels of
+            ``keras_vit.kernels``; ``"reference"`` (and every training step):
+            the same computation layer by layer.
         attention_block_size: with the fused kernels, attention over sequences
             longer than this many tokens is computed blockwise (online softmax),
             saving memory at high resolution.
