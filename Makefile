@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-SOURCES := keras_vit kernels tests benchmarks setup.py
+SOURCES := keras_vit kernels triton_repo tests benchmarks setup.py
 
 .PHONY: setup demo test bench-setup bench
 
@@ -17,7 +17,7 @@ $(BIN)/keras-vit: setup.py pyproject.toml
 setup: $(BIN)/keras-vit
 
 demo: setup
-	$(BIN)/keras-vit train
+	$(BIN)/keras-vit demo
 
 test: setup
 	$(BIN)/ruff check $(SOURCES)

@@ -1,4 +1,5 @@
-"""Installs keras_vit, with the top-level ``kernels/`` folder as ``keras_vit.kernels``.
+"""Installs keras_vit, with the top-level ``kernels/`` folder as ``keras_vit.kernels``
+and ``triton_repo/`` (its Python-backend ``model.py``) as ``keras_vit.triton_repo``.
 
 A top-level package named ``kernels`` would collide with an existing PyPI project,
 hence the ``package_dir`` mapping.
@@ -6,7 +7,7 @@ hence the ``package_dir`` mapping.
 
 from setuptools import find_packages, setup
 
-packages = find_packages(include=["keras_vit", "keras_vit.*"]) + ["keras_vit.kernels"]
+packages = find_packages(include=["keras_vit", "keras_vit.*"]) + ["keras_vit.kernels", "keras_vit.triton_repo"]
 
 setup(
     name="keras-vit",
@@ -16,8 +17,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=packages,
-    package_dir={"keras_vit.kernels": "kernels"},
-    package_data={"keras_vit": ["data/*.txt"]},
+    # triton_repo/ is the default Triton model repository; its model.py (the
+    # Python-backend model) is copied into every exported version.
+    package_dir={"keras_vit.kernels": "kernels", "keras_vit.triton_repo": "triton_repo"},
+    package_data={"keras_vit": ["data/*.txt"], "keras_vit.triton_repo": ["model.py"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.5",

@@ -1,6 +1,7 @@
 """The ``keras-vit`` command line.
 
-``keras-vit train`` trains on the embedded digits data (the main job),
+``keras-vit demo`` is the main job: train on the embedded digits, export,
+serve through Triton, classify; ``keras-vit train`` trains alone,
 ``keras-vit models`` lists the variants and their named checkpoints,
 ``keras-vit classify`` runs a model on image files, ``keras-vit analyze``
 draws what the model attends to.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from keras_vit import train
+from keras_vit import demo, train
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -77,11 +78,69 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from keras_vit.serving import export_model
+
+    model = _load_model(args)
+    path = export_model(
+        model, args.repo, args.name, version=args.version, max_batch_size=args.max_batch_size,
+        instances=args.instances, image_input=args.image_input, backend=args.backend,
+        kind=args.kind, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(f"exported {path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import time
+
+    from keras_vit.serving.client import heal
+    from keras_vit.serving.server import TritonServer
+
+    server = TritonServer(
+        args.repo, args.http_port, args.grpc_port, args.metrics_port, host=args.host
+    )
+    models = sorted(p.name for p in server.repo.iterdir() if (p / "config.pbtxt").exists())
+    with server:
+        print(f"serving {', '.join(models) or 'no models'} from {server.repo}: "
+              f"HTTP {server.http_url}, gRPC {server.grpc_url} (Ctrl-C stops)", flush=True)  # fmt: skip
+        try:
+            while True:
+                time.sleep(args.check_every)
+                for name in models:
+                    if not heal(server.http_url, name):
+                        print(
+                            f"model {name} does not answer after a reload",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+        except KeyboardInterrupt:
+            print("stopping tritonserver", flush=True)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from keras_vit.serving.client import classify
+
+    for path, top in zip(
+        args.images, classify(args.images, args.url, args.name, args.protocol, args.top)
+    ):
+        print(path + ": " + ", ".join(f"{label} ({score:.2f})" for score, _, label in top))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-vit", description="Vision Transformers for Keras 3."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser(
+        "demo",
+        help="the main job: train on the embedded digits, export, serve through Triton and "
+        "classify held-out digits (no download)",
+    )
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(run=demo.run)
     train_parser = commands.add_parser(
         "train", help="train a ViT on the embedded digits data (no download) and print its accuracy"
     )
@@ -117,6 +176,55 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--images", nargs="+", required=True, help="JPEG/PNG files")
     analyze.add_argument("--out", required=True, help="output folder")
     analyze.set_defaults(run=_analyze)
+
+    export = commands.add_parser(
+        "export", help="export a model as a SavedModel into a Triton model repository"
+    )
+    export.add_argument(
+        "--model", required=True, help="variant name (ViT-B/16) or a saved .keras model"
+    )
+    export.add_argument("--weights", default=None, help="checkpoint file or named checkpoint")
+    export.add_argument(
+        "--image-size", type=int, default=None, help="input size for a variant name"
+    )
+    export.add_argument(
+        "--repo", default="triton_repo", help="model repository (default triton_repo)"
+    )
+    export.add_argument("--name", required=True, help="model name in the repository")
+    export.add_argument(
+        "--version", type=int, default=None, help="version number (default: next free)"
+    )
+    export.add_argument("--max-batch-size", type=int, default=32)
+    export.add_argument("--instances", type=int, default=1)
+    export.add_argument("--image-input", choices=("uint8", "jpeg"), default="uint8",
+                        help="Triton input: uint8 pixels or encoded image files")  # fmt: skip
+    export.add_argument("--backend", choices=("python", "tensorflow"), default="python",
+                        help="Triton backend: python (any Triton) or tensorflow (containers up to 25.02)")  # fmt: skip
+    export.add_argument("--kind", choices=("KIND_CPU", "KIND_GPU"), default="KIND_CPU")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    export.set_defaults(run=_export)
+
+    serve = commands.add_parser("serve", help="run tritonserver on a model repository until Ctrl-C")
+    serve.add_argument("--repo", default="triton_repo")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, default=8000)
+    serve.add_argument("--grpc-port", type=int, default=8001)
+    serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--check-every", type=float, default=10.0,
+                       help="seconds between liveness checks (a real inference; reload on failure)")  # fmt: skip
+    serve.set_defaults(run=_serve)
+
+    predict = commands.add_parser(
+        "predict", help="classify image files through a running Triton server"
+    )
+    predict.add_argument("images", nargs="+")
+    predict.add_argument(
+        "--url", default="127.0.0.1:8000", help="server address (HTTP 8000, gRPC 8001)"
+    )
+    predict.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    predict.add_argument("--name", default="vit", help="model name in the repository")
+    predict.add_argument("--top", type=int, default=5)
+    predict.set_defaults(run=_predict)
     return parser
 
 

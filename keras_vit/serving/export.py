@@ -1,0 +1,162 @@
+"""Exporting a model as a SavedModel into a Triton model repository, atomically.
+
+Layout: ``<repo>/<name>/config.pbtxt``, ``<repo>/<name>/labels.txt`` and
+``<repo>/<name>/<version>/{model.savedmodel/, model.py}``. A version directory is
+written under a temporary name and renamed into place, so it appears whole or
+not at all; an existing version is replaced only with ``overwrite=True``.
+
+Example:
+    >>> import tempfile
+    >>> from keras_vit.models import create_model
+    >>> model = create_model("ViT-Mu/16", image_size=32, num_classes=3)
+    >>> path = export_model(model, tempfile.mkdtemp(), "mu", labels=["a", "b", "c"])
+    >>> sorted(os.listdir(path))
+    ['model.py', 'model.savedmodel']
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from keras_vit.serving.config import python_backend_config
+
+
+def model_py() -> Path:
+    """The Python-backend model kept in ``triton_repo/model.py`` (installed as package data)."""
+    return Path(str(importlib.resources.files("keras_vit.triton_repo").joinpath("model.py")))
+
+
+def serving_archive(model: keras.Model) -> keras.export.ExportArchive:
+    """A SavedModel archive with two signatures that take images as clients have them.
+
+    ``serving_default``: uint8 ``[N, H, W, 3]`` at the model's input size.
+    ``serve_bytes``: encoded JPEG/PNG/GIF/BMP strings ``[N]``, decoded and resized
+    (bilinear) in the graph. Both return ``logits`` and ``probabilities``.
+    """
+    height, width = model.input_shape[1:3]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def outputs(images):
+        logits = model(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return tf.image.resize(tf.cast(image, tf.float32), (height, width), method="bilinear")
+
+    archive.add_endpoint(
+        "serving_default",
+        outputs,
+        input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)],
+    )
+    archive.add_endpoint(
+        "serve_bytes",
+        lambda data: outputs(tf.map_fn(decode, data, fn_output_signature=tf.float32)),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+    )
+    return archive
+
+
+def _next_version(model_dir: Path) -> int:
+    versions = (
+        [int(p.name) for p in model_dir.glob("*") if p.name.isdigit()] if model_dir.exists() else []
+    )
+    return max(versions, default=0) + 1
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def export_model(
+    model: keras.Model,
+    repo: str | os.PathLike,
+    name: str,
+    version: int | None = None,
+    max_batch_size: int = 32,
+    instances: int = 1,
+    image_input: str = "uint8",
+    backend: str = "python",
+    kind: str = "KIND_CPU",
+    labels: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Exports ``model`` into a Triton model repository.
+
+    Args:
+        model: a keras_vit classifier (float images in [-1, 1] to logits).
+        repo: the repository folder (created if needed).
+        name: the model's name in the repository.
+        version: the version number; the next free one when None.
+        max_batch_size: Triton's ``max_batch_size``.
+        instances: model instances.
+        image_input: ``"uint8"`` or ``"jpeg"`` (encoded images) as the Triton input.
+        backend: ``"python"`` or ``"tensorflow"`` (see ``python_backend_config``).
+        kind: ``"KIND_CPU"`` or ``"KIND_GPU"``.
+        labels: class names for Triton's classification extension; ImageNet-1k
+            labels for 1000 classes, class indices otherwise, when None.
+        overwrite: replace an existing version.
+
+    Returns:
+        The version directory.
+
+    Raises:
+        ValueError: for an existing version without ``overwrite``, bad options or
+            labels that do not match the classes; nothing is written then.
+    """
+    repo, num_classes = Path(repo), model.output_shape[-1]
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"invalid model name {name!r}")
+    if labels is None:
+        from keras_vit.imagenet import imagenet_labels
+
+        labels = imagenet_labels() if num_classes == 1000 else [str(i) for i in range(num_classes)]
+    if len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {num_classes} classes")
+    config = python_backend_config(
+        name,
+        tuple(model.input_shape[1:3]),
+        num_classes,
+        image_input,
+        max_batch_size,
+        instances,
+        kind,
+        backend,
+    )
+    model_dir = repo / name
+    version = _next_version(model_dir) if version is None else version
+    target = model_dir / str(version)
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.tmp-"))
+    try:
+        serving_archive(model).write_out(str(staging / "model.savedmodel"), verbose=False)
+        if backend == "python":
+            shutil.copyfile(model_py(), staging / "model.py")
+        _write_text_atomic(model_dir / "labels.txt", "\n".join(labels) + "\n")
+        _write_text_atomic(model_dir / "config.pbtxt", config)
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.old-"))
+            os.rename(target, retired / "version")
+            os.rename(staging, target)
+            shutil.rmtree(retired)
+        else:
+            os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,164 @@
+"""Starting and stopping a real ``tritonserver`` on a model repository.
+
+Where no ``tritonserver`` is on PATH, the one shipped in the ``nvidia-pytriton``
+wheel is used (Triton 2.51, Python backend only, runs on CPU): its Python
+backend stub for the running Python is copied next to ``libtriton_python.so`` in
+a private backend directory, the virtualenv's ``bin`` goes first on PATH, and
+LD_LIBRARY_PATH gets the base Python's LIBDIR and the wheel's libraries.
+
+Example (not run here: it starts a server)::
+
+    with TritonServer("triton_repo") as server:
+        print(server.http_url)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pytriton_layout() -> tuple[Path, Path, Path]:
+    """(tritonserver binary, python backend dir, stub) from the nvidia-pytriton wheel."""
+    try:
+        import pytriton
+    except ImportError:
+        raise RuntimeError(
+            "no tritonserver on PATH and the nvidia-pytriton wheel is not installed "
+            "(pip install 'keras-vit[serve]')"
+        ) from None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise RuntimeError(f"nvidia-pytriton ships no Python backend stub for Python {version}")
+    return root / "bin" / "tritonserver", root / "backends" / "python", stub
+
+
+class TritonServer:
+    """A ``tritonserver`` process on loopback ports, stopped on exit.
+
+    Args:
+        repo: the model repository.
+        http_port: HTTP port (a free one when None); gRPC and metrics likewise.
+        grpc_port: gRPC port.
+        metrics_port: metrics port.
+        host: address to bind (127.0.0.1 unless told otherwise).
+        explicit: start with ``--model-control-mode=explicit --load-model=*``
+            so that models can be reloaded.
+        log: where the server's output goes (a file path), or None for a temp file.
+    """
+
+    def __init__(self, repo, http_port=None, grpc_port=None, metrics_port=None, host="127.0.0.1",
+                 explicit=True, log=None):  # fmt: skip
+        self.repo = Path(repo).resolve()
+        if not self.repo.is_dir():
+            raise ValueError(f"model repository {self.repo} does not exist")
+        self.host = host
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()
+        self.explicit = explicit
+        self.log_path = Path(log) if log else Path(tempfile.mkstemp(suffix=".tritonserver.log")[1])
+        self.process: subprocess.Popen | None = None
+        self._workdir: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def _command_and_env(self) -> tuple[list[str], dict]:
+        env = dict(os.environ)
+        binary = shutil.which("tritonserver")
+        backend_args: list[str] = []
+        if binary is None:
+            binary, backend, stub = _pytriton_layout()
+            self._workdir = tempfile.TemporaryDirectory(prefix="keras-vit-triton-")
+            python_dir = Path(self._workdir.name) / "python"
+            python_dir.mkdir()
+            for item in (*backend.glob("*.so"), *backend.glob("*.py"), stub):
+                shutil.copy2(item, python_dir / item.name)
+            backend_args = [f"--backend-directory={self._workdir.name}"]
+            libs = (
+                Path(binary).parents[3] / "nvidia_pytriton.libs"
+            )  # site-packages/nvidia_pytriton.libs
+            paths = [sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH", "")]
+            env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p)
+            env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        command = [
+            str(binary), f"--model-repository={self.repo}", *backend_args,
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            "--exit-on-error=false", "--log-verbose=0",
+        ]  # fmt: skip
+        if self.explicit:
+            command += ["--model-control-mode=explicit", "--load-model=*"]
+        return command, env
+
+    def start(self, timeout: float = 120.0) -> TritonServer:
+        """Starts the server and waits until it is ready (or raises with its log)."""
+        command, env = self._command_and_env()
+        log = open(self.log_path, "w")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"tritonserver exited ({self.process.returncode}):\n{self.log_tail()}"
+                )
+            if self.ready():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"tritonserver not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stops the server (SIGTERM, then SIGKILL) and its backend processes."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

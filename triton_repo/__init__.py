@@ -1,0 +1,1 @@
+"""The default Triton model repository; ``model.py`` is the Python-backend model."""
