@@ -72,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="ViT-B/16")
     parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level")
+    parser.add_argument("--attention-impl", default="fused", choices=("fused", "reference"))
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -80,7 +81,7 @@ def main() -> None:
     from keras_vit.serving import export_model
     from keras_vit.serving.server import TritonServer
 
-    model = create_model(args.model)
+    model = create_model(args.model, attention_impl=args.attention_impl)
     repo = tempfile.mkdtemp(prefix="serving-bench-")
     path = export_model(model, repo, "bench", max_batch_size=32)
     image = np.random.default_rng(0).integers(0, 256, model.input_shape[1:], dtype=np.uint8)
