@@ -53,6 +53,13 @@ def attention_reference(query, key, value, mask=None):
     return ops.einsum("bhqk,bkhd->bqhd", ops.cast(weights, value.dtype), value)
 
 
+def dropout_seed(seed, *rates, kernel: str):
+    """The int32 ``[2]`` seed of a kernel's dropout; zeros when no dropout is active."""
+    if any(rates) and seed is None:
+        raise ValueError(f"{kernel} needs a seed when dropout is active")
+    return tf.zeros([2], tf.int32) if seed is None else seed
+
+
 def _dropout(weights, rate, seed):
     keep = tf.random.stateless_uniform(tf.shape(weights), seed=seed) >= rate
     return tf.where(keep, weights / (1.0 - rate), tf.zeros_like(weights))
@@ -158,10 +165,8 @@ def fused_attention(
         ``[batch, tokens, heads, head_dim]`` in the dtype of ``value``, and the
         weights when ``return_weights``.
     """
-    if dropout_rate and seed is None:
-        raise ValueError("fused_attention needs a seed when dropout_rate > 0")
+    seed = dropout_seed(seed, dropout_rate, kernel="fused_attention")
     if block_size and (mask is not None or dropout_rate or return_weights):
         raise ValueError("the blockwise path takes no mask, dropout or returned weights")
-    seed = tf.zeros([2], tf.int32) if seed is None else seed
     output, weights = _fused(query, key, value, mask, float(dropout_rate), seed, block_size)
     return (output, weights) if return_weights else output

@@ -27,7 +27,7 @@ import math
 
 import tensorflow as tf
 
-from keras_vit.kernels.attention import _blockwise_attention, _dense_attention
+from keras_vit.kernels.attention import _blockwise_attention, _dense_attention, dropout_seed
 
 PARAM_NAMES = (
     "ln0_scale", "ln0_bias", "q_kernel", "q_bias", "k_kernel", "k_bias", "v_kernel", "v_bias",
@@ -117,9 +117,7 @@ def encoder_block(
     Returns:
         ``[batch, tokens, hidden]``.
     """
-    if (dropout_rate or attention_dropout_rate) and seed is None:
-        raise ValueError("encoder_block needs a seed when dropout is active")
-    seed = tf.zeros([2], tf.int32) if seed is None else seed
+    seed = dropout_seed(seed, dropout_rate, attention_dropout_rate, kernel="encoder_block")
     params = {name: params[name] for name in PARAM_NAMES}
     return _block(x, params, bool(approximate_gelu), float(epsilon), float(dropout_rate),
                   float(attention_dropout_rate), seed, block_size)  # fmt: skip
@@ -159,9 +157,7 @@ def encoder(
     Returns:
         The encoded tokens ``[batch, tokens, hidden]``.
     """
-    if (dropout_rate or attention_dropout_rate) and seed is None:
-        raise ValueError("encoder needs a seed when dropout is active")
-    seed = tf.zeros([2], tf.int32) if seed is None else seed
+    seed = dropout_seed(seed, dropout_rate, attention_dropout_rate, kernel="encoder")
     blocks = [{name: params[name] for name in PARAM_NAMES} for params in blocks]
     options = (bool(approximate_gelu), float(epsilon), float(attention_dropout_rate), block_size)
     return _encoder(

@@ -252,3 +252,30 @@ def test_demo_main_job(tmp_path, capsys):
     assert "held-out accuracy: 0." in out
     assert "http: " in out and "grpc: " in out and "held-out digits right through Triton" in out
     assert (tmp_path / "repo" / "digits" / "1" / "model.savedmodel").is_dir()
+
+
+def test_cli_serve_answers_and_stops_on_ctrl_c(model, tmp_path):
+    import os
+    import signal
+    import sys
+
+    from keras_vit.serving.server import free_port
+
+    export_model(model, tmp_path, "vit", labels=LABELS, max_batch_size=4)
+    ports = [str(free_port()) for _ in range(3)]
+    command = [sys.executable, "-m", "keras_vit.cli", "serve", "--repo", str(tmp_path), "--http-port", ports[0],
+               "--grpc-port", ports[1], "--metrics-port", ports[2], "--check-every", "1"]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        banner = process.stdout.readline()
+        assert banner.startswith("serving vit from") and f"HTTP 127.0.0.1:{ports[0]}" in banner
+        assert check_model(f"127.0.0.1:{ports[0]}", "vit")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        assert "stopping tritonserver" in process.stdout.read()
+        assert not check_model(f"127.0.0.1:{ports[0]}", "vit")
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
