@@ -7,7 +7,10 @@ hence the ``package_dir`` mapping.
 
 from setuptools import find_packages, setup
 
-packages = find_packages(include=["keras_vit", "keras_vit.*"]) + ["keras_vit.kernels", "keras_vit.triton_repo"]
+packages = find_packages(include=["keras_vit", "keras_vit.*"]) + [
+    "keras_vit.kernels",
+    "keras_vit.triton_repo",
+]
 
 setup(
     name="keras-vit",
