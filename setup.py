@@ -40,7 +40,9 @@ setup(
     ],
     extras_require={
         "data": ["tensorflow-datasets"],
-        "serve": ["tritonclient[all]", "nvidia-pytriton"],
+        # nvidia-pytriton 0.7 ships Triton 2.51 (Python backend, CPU); older releases
+        # resolve with numpy 2, which their Python backend cannot exchange BYTES with.
+        "serve": ["tritonclient[all]", "nvidia-pytriton>=0.7,<0.8"],
         "test": ["pytest", "pytest-timeout", "ruff"],
     },
     entry_points={"console_scripts": ["keras-vit=keras_vit.cli:main"]},
