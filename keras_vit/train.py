@@ -24,7 +24,7 @@ from keras_vit.datasets import load_digits
 from keras_vit.models import ViT
 
 # The default model of the main job: 16x16 digits in 4x4 patches, 72k parameters;
-# dropout 0.1 took held-out accuracy from 0.950-0.975 to 0.961-0.978 over seeds 1-3.
+# dropout 0.1 took held-out accuracy from 0.950-0.975 to 0.961-0.978 over seeds 1-3 (one sweep).
 DIGITS_MODEL = dict(
     image_size=16,
     patch_size=4,
