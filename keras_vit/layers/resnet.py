@@ -128,6 +128,22 @@ def group_norm(name: str, eps: float, dtype_policy=None, zero_init: bool = False
     )
 
 
+def std_conv(
+    filters: int, size: int, strides: int, padding, numerics: dict, name: str, dtype_policy=None
+):
+    """A ``StdConv2D`` with one family's standardization (``BIT_NUMERICS`` or ``HYBRID_NUMERICS``)."""
+    return StdConv2D(
+        filters,
+        size,
+        strides,
+        padding=padding,
+        std_eps=numerics["std_eps"],
+        std_form=numerics["std_form"],
+        name=name,
+        dtype=dtype_policy,
+    )
+
+
 class _Composite(keras.layers.Layer):
     """Builds its sublayers in order, so weights carry nested checkpoint scopes."""
 
@@ -171,18 +187,16 @@ class PreActConv(_Composite):
         self.projection_strides = projection_strides
 
     def build(self, input_shape):
-        numerics = BIT_NUMERICS
-        self.group_norm = group_norm("group_norm", numerics["gn_eps"], self.dtype_policy)
+        self.group_norm = group_norm("group_norm", BIT_NUMERICS["gn_eps"], self.dtype_policy)
         self.group_norm.build(input_shape)
-        self.standardized_conv2d = StdConv2D(
+        self.standardized_conv2d = std_conv(
             self.filters,
             self.kernel_size,
             self.strides,
-            padding=self.kernel_size // 2,
-            std_eps=numerics["std_eps"],
-            std_form=numerics["std_form"],
-            name="standardized_conv2d",
-            dtype=self.dtype_policy,
+            self.kernel_size // 2,
+            BIT_NUMERICS,
+            "standardized_conv2d",
+            self.dtype_policy,
         )
         self.standardized_conv2d.build(input_shape)
         self.proj = None
@@ -225,15 +239,8 @@ class _Projection(_Composite):
         self.strides = strides
 
     def build(self, input_shape):
-        self.standardized_conv2d = StdConv2D(
-            self.filters,
-            1,
-            self.strides,
-            padding=0,
-            std_eps=BIT_NUMERICS["std_eps"],
-            std_form=BIT_NUMERICS["std_form"],
-            name="standardized_conv2d",
-            dtype=self.dtype_policy,
+        self.standardized_conv2d = std_conv(
+            self.filters, 1, self.strides, 0, BIT_NUMERICS, "standardized_conv2d", self.dtype_policy
         )
         self.standardized_conv2d.build(input_shape)
 
@@ -317,16 +324,7 @@ class ResidualUnit(_Composite):
         self.strides = strides
 
     def _conv(self, filters, size, strides, name):
-        return StdConv2D(
-            filters,
-            size,
-            strides,
-            padding="same",
-            std_eps=HYBRID_NUMERICS["std_eps"],
-            std_form=HYBRID_NUMERICS["std_form"],
-            name=name,
-            dtype=self.dtype_policy,
-        )
+        return std_conv(filters, size, strides, "same", HYBRID_NUMERICS, name, self.dtype_policy)
 
     def build(self, input_shape):
         eps, policy, out = HYBRID_NUMERICS["gn_eps"], self.dtype_policy, 4 * self.features
@@ -446,15 +444,8 @@ class BiTRootBlock(_Composite):
         self.filters = filters
 
     def build(self, input_shape):
-        self.standardized_conv2d = StdConv2D(
-            self.filters,
-            7,
-            2,
-            padding=3,
-            std_eps=BIT_NUMERICS["std_eps"],
-            std_form=BIT_NUMERICS["std_form"],
-            name="standardized_conv2d",
-            dtype=self.dtype_policy,
+        self.standardized_conv2d = std_conv(
+            self.filters, 7, 2, 3, BIT_NUMERICS, "standardized_conv2d", self.dtype_policy
         )
         self.standardized_conv2d.build(input_shape)
 

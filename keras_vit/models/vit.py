@@ -26,10 +26,9 @@ from keras_vit.layers import (
     Encoder,
     PatchEmbedding,
     ResNetStage,
-    StdConv2D,
     TokenPooling,
 )
-from keras_vit.layers.resnet import HYBRID_NUMERICS, group_norm
+from keras_vit.layers.resnet import HYBRID_NUMERICS, group_norm, std_conv
 from keras_vit.models import weights as named_weights
 from keras_vit.variants import vit_variant_name
 
@@ -59,15 +58,7 @@ def resolve_weights(weights: str | os.PathLike | None, variant: str | None) -> s
 def _hybrid_stem(images, stages: tuple[int, ...], width_factor: int):
     """The ResNet stem of the official hybrid (scopes ``conv_root``, ``gn_root``, ``block{i}``)."""
     width = int(64 * width_factor)
-    x = StdConv2D(
-        width,
-        7,
-        2,
-        padding="same",
-        std_eps=HYBRID_NUMERICS["std_eps"],
-        std_form=HYBRID_NUMERICS["std_form"],
-        name="conv_root",
-    )(images)
+    x = std_conv(width, 7, 2, "same", HYBRID_NUMERICS, "conv_root")(images)
     x = group_norm("gn_root", HYBRID_NUMERICS["gn_eps"])(x)
     x = keras.layers.ReLU(name="root_relu")(x)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="root_pool")(x)
