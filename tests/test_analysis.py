@@ -220,3 +220,4 @@ def test_cli_analyze(tmp_path, capsys):
         == 2
     )
     assert "no attention layers" in capsys.readouterr().err
+    assert not (tmp_path / "bit").exists()

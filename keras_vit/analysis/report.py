@@ -29,7 +29,6 @@ def analyze(model: keras.Model, images: np.ndarray, out_dir: str, names=None) ->
     Returns:
         The summary that was written to ``summary.json``.
     """
-    os.makedirs(out_dir, exist_ok=True)
     grid = model_patch_grid(model)
     prefix = 1 if "cls" in [layer.name for layer in model.layers] else 0
     attentions = attention_weights(model, images)
@@ -38,6 +37,7 @@ def analyze(model: keras.Model, images: np.ndarray, out_dir: str, names=None) ->
     distances = np.stack([mean_attention_distance(a, patch, prefix, grid) for a in attentions])
     similarity = position_embedding_similarity(model)
     components, explained = embedding_filters(model)
+    os.makedirs(out_dir, exist_ok=True)  # only once every analysis has succeeded
 
     plots.plot_rollout(images, rollout, os.path.join(out_dir, "attention_rollout.png"), names)
     plots.plot_mean_distance(distances, os.path.join(out_dir, "mean_attention_distance.png"))
