@@ -16,15 +16,13 @@ from keras_vit import demo, train
 
 
 def _models(args: argparse.Namespace) -> int:
-    from keras_vit.models.registry import VARIANT_CONSTRUCTORS
+    from keras_vit.models.registry import constructor_name
     from keras_vit.models.weights import NAMED_WEIGHTS
-    from keras_vit.variants import parse_model_name
+    from keras_vit.variants import ALL_VARIANTS, display_name
 
-    for function in VARIANT_CONSTRUCTORS.values():
-        display = function.__doc__.split(":", 1)[0]
-        variant = parse_model_name(display)[1]
+    for variant in ALL_VARIANTS:
         names = ", ".join(sorted(NAMED_WEIGHTS.get(variant, {}))) or "-"
-        print(f"{display:16s} {function.__name__:14s} {names}")
+        print(f"{display_name(variant):16s} {constructor_name(variant):14s} {names}")
     return 0
 
 

@@ -64,12 +64,18 @@ _HYBRID_NAME = re.compile(r"^(?P<resnet>R\d*)\+(?:ViT-)?(?P<vit>\w+/\d+)$")
 _BIT_NAME = re.compile(r"^(?:BiT-)?(?P<name>R\d+x\d+)$")
 
 
+ALL_VARIANTS: tuple[str, ...] = (*VIT_VARIANTS, *HYBRID_VARIANTS, *BIT_VARIANTS)
+
+
+def display_name(variant: str) -> str:
+    """The user-facing name of a canonical variant: ``ViT-B/16``, ``R50+ViT-B/16``, ``BiT-R50x1``."""
+    if variant in BIT_VARIANTS:
+        return f"BiT-{variant}"
+    return variant.replace("+", "+ViT-") if "+" in variant else f"ViT-{variant}"
+
+
 def _known_names() -> str:
-    return ", ".join(
-        [f"ViT-{v}" for v in VIT_VARIANTS]
-        + [n.replace("+", "+ViT-") for n in HYBRID_VARIANTS]
-        + [f"BiT-{v}" for v in BIT_VARIANTS]
-    )
+    return ", ".join(display_name(v) for v in ALL_VARIANTS)
 
 
 def parse_model_name(name: str) -> tuple[str, str, dict[str, Any]]:

@@ -6,9 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_vit import models
-from keras_vit.variants import BIT_VARIANTS, HYBRID_VARIANTS, VIT_VARIANTS
-
-from .test_variants import display_name
+from keras_vit.variants import BIT_VARIANTS, HYBRID_VARIANTS, VIT_VARIANTS, display_name
 
 # Twice the effective patch (or the 32x stride of BiT): a 2x2 grid at least.
 SMALL_SIZES = {v: 2 * p for v, (_, p) in VIT_VARIANTS.items()}

@@ -5,7 +5,7 @@ import pytest
 
 from keras_vit import models
 from keras_vit.models.registry import constructor_name
-from keras_vit.variants import BIT_VARIANTS, HYBRID_VARIANTS, VIT_VARIANTS, parse_model_name
+from keras_vit.variants import ALL_VARIANTS, display_name, parse_model_name
 
 # Parameter counts at 224 px with 1000 classes. ViT and hybrids: as the official
 # models_test.py lists them. BiT: R50x1 as timm reports it exactly (25,549,352);
@@ -33,13 +33,6 @@ PARAM_COUNTS = {
     "R152x2": 236_335_208,
     "R152x4": 936_533_224,
 }
-ALL_VARIANTS = [*VIT_VARIANTS, *HYBRID_VARIANTS, *BIT_VARIANTS]
-
-
-def display_name(variant):
-    if variant in BIT_VARIANTS:
-        return f"BiT-{variant}"
-    return variant.replace("+", "+ViT-") if "+" in variant else f"ViT-{variant}"
 
 
 def test_every_variant_has_a_count():

@@ -76,6 +76,11 @@ def timm_family(state) -> str:
     return "vit"
 
 
+def _norm_param(key: str) -> str:
+    """The official name of a PyTorch norm parameter: ``weight`` -> ``scale``, ``bias`` -> ``bias``."""
+    return "scale" if key.endswith("weight") else "bias"
+
+
 def _conv(value: np.ndarray) -> np.ndarray:
     """PyTorch OIHW kernel to HWIO."""
     return value.transpose(2, 3, 1, 0)
@@ -100,7 +105,7 @@ def canonical_timm_bit(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if key == "stem.conv.weight":
             params["root_block/standardized_conv2d/kernel"] = _conv(value)
         elif key in ("norm.weight", "norm.bias"):
-            params["group_norm/" + ("scale" if key.endswith("weight") else "bias")] = value
+            params["group_norm/" + _norm_param(key)] = value
         elif key == "head.fc.weight":
             params["head/kernel"] = value.reshape(value.shape[:2]).T
         elif key == "head.fc.bias":
@@ -111,7 +116,7 @@ def canonical_timm_bit(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             if part.endswith("conv2d"):
                 params[f"{scope}{part}/kernel"] = _conv(value)
             else:
-                params[f"{scope}{part}/" + ("scale" if unit[4] == "weight" else "bias")] = value
+                params[f"{scope}{part}/" + _norm_param(unit[4])] = value
         else:
             params[key] = value  # left for the assignment to report as an extra key
     return params
@@ -145,13 +150,13 @@ def _hybrid_stem(
             "patch_embed.backbone.stem.norm.weight",
             "patch_embed.backbone.stem.norm.bias",
         ):
-            stem["gn_root/" + ("scale" if key.endswith("weight") else "bias")] = value
+            stem["gn_root/" + _norm_param(key)] = value
         elif unit and unit[3] in _HYBRID_PARTS:
             name = f"block{int(unit[1]) + 1}/unit{int(unit[2]) + 1}/{_HYBRID_PARTS[unit[3]]}"
             if name.rsplit("/", 1)[1].startswith("conv"):
                 stem[f"{name}/kernel"] = _conv(value)
             else:
-                stem[f"{name}/" + ("scale" if unit[4] == "weight" else "bias")] = value
+                stem[f"{name}/" + _norm_param(unit[4])] = value
         else:
             rest[key] = value
     return stem, rest

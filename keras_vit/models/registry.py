@@ -17,7 +17,7 @@ import keras
 from keras_vit.models.bit import ResNetV2
 from keras_vit.models.vit import ViT
 from keras_vit.models.weights import NAMED_WEIGHTS
-from keras_vit.variants import BIT_VARIANTS, HYBRID_VARIANTS, VIT_VARIANTS, parse_model_name
+from keras_vit.variants import ALL_VARIANTS, BIT_VARIANTS, display_name, parse_model_name
 
 
 def create_model(name: str, weights: str | None = None, **kwargs: Any) -> keras.Model:
@@ -62,12 +62,7 @@ def constructor_name(variant: str) -> str:
 
 
 def _constructor(variant: str) -> Callable[..., keras.Model]:
-    display = variant if variant in BIT_VARIANTS else variant.replace("+", "+ViT-")
-    display = (
-        f"BiT-{display}"
-        if variant in BIT_VARIANTS
-        else (display if "+" in variant else f"ViT-{display}")
-    )
+    display = display_name(variant)
 
     def constructor(weights: str | None = None, **kwargs: Any) -> keras.Model:
         return create_model(display, weights=weights, **kwargs)
@@ -82,6 +77,4 @@ def _constructor(variant: str) -> Callable[..., keras.Model]:
     return constructor
 
 
-VARIANT_CONSTRUCTORS = {
-    constructor_name(v): _constructor(v) for v in (*VIT_VARIANTS, *HYBRID_VARIANTS, *BIT_VARIANTS)
-}
+VARIANT_CONSTRUCTORS = {constructor_name(v): _constructor(v) for v in ALL_VARIANTS}

@@ -13,6 +13,8 @@ import os
 
 import keras
 
+from keras_vit.variants import VIT_SIZES
+
 _BASE = "https://storage.googleapis.com/vit_models"
 _BIT_BASE = "https://storage.googleapis.com/bit_models"
 
@@ -49,8 +51,6 @@ _AUGREG_384_OVERRIDE = {
     "B/32": ("B_32-i21k-300ep-lr_0.001-aug_light1-wd_0.1-do_0.0-sd_0.0", "0.03")
 }
 
-_HIDDEN = {"Ti": 192, "S": 384, "B": 768, "L": 1024, "H": 1280}
-
 
 def _table() -> dict[str, dict[str, NamedWeights]]:
     table: dict[str, dict[str, NamedWeights]] = {}
@@ -69,7 +69,7 @@ def _table() -> dict[str, dict[str, NamedWeights]]:
         (v, "ViT-" + v.replace("/", "_")) for v in ("B/16", "B/32", "L/16", "L/32", "H/14")
     ] + [("R50+B/16", "R50+ViT-B_16")]:
         entry = table.setdefault(variant, {})
-        hidden = _HIDDEN[variant.split("+")[-1].split("/")[0]]
+        hidden = VIT_SIZES[variant.split("+")[-1].split("/")[0]]["hidden_size"]
         entry["imagenet21k"] = NamedWeights(f"{_BASE}/imagenet21k/{file}.npz", 21843, 224, hidden)
         if variant != "H/14":
             entry["imagenet21k+imagenet2012"] = NamedWeights(
