@@ -39,7 +39,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "data": ["tensorflow-datasets"],
+        # tensorflow-datasets imports importlib_resources when it downloads, without declaring it.
+        "data": ["tensorflow-datasets", "importlib_resources"],
         # nvidia-pytriton 0.7 ships Triton 2.51 (Python backend, CPU); older releases
         # resolve with numpy 2, which their Python backend cannot exchange BYTES with.
         "serve": ["tritonclient[all]", "nvidia-pytriton>=0.7,<0.8"],

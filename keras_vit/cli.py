@@ -1,7 +1,9 @@
 """The ``keras-vit`` command line.
 
 ``keras-vit demo`` is the main job: train on the embedded digits, export,
-serve through Triton, classify; ``keras-vit train`` trains alone,
+serve through Triton, classify; ``keras-vit train`` trains or fine-tunes with
+a named recipe on any strategy, ``keras-vit evaluate`` measures top-1/top-5
+accuracy, ``keras-vit fewshot`` the paper's few-shot linear accuracy,
 ``keras-vit models`` lists the variants and their named checkpoints,
 ``keras-vit classify`` runs a model on image files, ``keras-vit analyze``
 draws what the model attends to.
@@ -13,6 +15,8 @@ import argparse
 import sys
 
 from keras_vit import demo, train
+from keras_vit.training.fewshot import L2_REG, SHOTS
+from keras_vit.training.strategy import STRATEGIES
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -57,6 +61,48 @@ def _load_model(args: argparse.Namespace):
         return keras.saving.load_model(args.model)
     kwargs = {"image_size": args.image_size} if getattr(args, "image_size", None) else {}
     return create_model(args.model, weights=args.weights, **kwargs)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from keras_vit.data import load_source
+    from keras_vit.training import evaluate_split
+    from keras_vit.training.strategy import make_strategy
+
+    strategy = make_strategy(args.strategy, args.tpu)
+    source = load_source(args.dataset, args.data_dir, download=not args.no_download)
+    with strategy.scope():
+        model = _load_model(args)
+    metrics = evaluate_split(model, source, args.split, args.batch_size, strategy)
+    print(
+        f"{source.name} {args.split}: {int(metrics['examples'])} images, "
+        f"top-1 accuracy {metrics['accuracy']:.4f}, top-5 accuracy {metrics['top5']:.4f}, "
+        f"loss {metrics['loss']:.4f}"
+    )
+    return 0
+
+
+def _fewshot(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from keras_vit.data import load_source
+    from keras_vit.training.fewshot import extract_features, fewshot
+
+    model = _load_model(args)
+    source = load_source(args.dataset, args.data_dir, download=not args.no_download)
+    train = extract_features(model, source, args.train_split, args.batch_size)
+    test = extract_features(model, source, args.eval_split, args.batch_size)
+    results = fewshot(*train, *test, source.num_classes, args.shots, args.seeds, args.l2_reg)
+    for shots, accuracies in results.items():
+        print(
+            f"{source.name} {shots}-shot: {np.mean(accuracies):.4f} "
+            f"(+- {np.std(accuracies):.4f} over {len(accuracies)} seeds)"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({str(k): v for k, v in results.items()}, f)
+    return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -127,6 +173,20 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_arguments(parser: argparse.ArgumentParser, required_model: bool) -> None:
+    parser.add_argument("--model", required=required_model,
+                        help="a saved .keras model, or a variant name (ViT-B/16) with --weights")  # fmt: skip
+    parser.add_argument("--weights", default=None, help="checkpoint file or named checkpoint")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="input size for a variant name"
+    )
+    parser.add_argument("--dataset", default="digits",
+                        help="'digits', a TFDS name or an image folder (default digits)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--data-dir", default=None, help="TensorFlow Datasets data folder")
+    parser.add_argument("--no-download", action="store_true", help="never download a dataset")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-vit", description="Vision Transformers for Keras 3."
@@ -140,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=demo.run)
     train_parser = commands.add_parser(
-        "train", help="train a ViT on the embedded digits data (no download) and print its accuracy"
+        "train",
+        help="train or fine-tune with a named recipe on one device, GPUs, hosts or a TPU "
+        "(default: the digits main job, no download)",
+        description=train.__doc__.split("Example:")[0].replace("``", ""),
     )
     train.add_arguments(train_parser)
     train_parser.set_defaults(run=train.run)
@@ -159,6 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify.add_argument("--top", type=int, default=5, help="classes to print per image")
     classify.set_defaults(run=_classify)
+    evaluate = commands.add_parser(
+        "evaluate", help="top-1 and top-5 accuracy of a model on a dataset split"
+    )
+    _data_arguments(evaluate, required_model=True)
+    evaluate.add_argument("--split", default="test", help="split to evaluate (default test)")
+    evaluate.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    evaluate.add_argument("--tpu", default=None, help="TPU name or address")
+    evaluate.set_defaults(run=_evaluate)
+    fewshot = commands.add_parser(
+        "fewshot",
+        help="few-shot linear accuracy of frozen features (regularised least squares, "
+        "as the paper and big_vision)",
+    )
+    _data_arguments(fewshot, required_model=True)
+    fewshot.add_argument("--train-split", default="train", help="split the shots come from")
+    fewshot.add_argument("--eval-split", default="test", help="split accuracy is measured on")
+    fewshot.add_argument("--shots", type=int, nargs="+", default=list(SHOTS))
+    fewshot.add_argument("--seeds", type=int, default=3, help="random draws of the shots")
+    fewshot.add_argument("--l2-reg", type=float, default=L2_REG, help="L2 regularisation")
+    fewshot.add_argument("--json", default=None, help="also write the accuracies here")
+    fewshot.set_defaults(run=_fewshot)
     analyze = commands.add_parser(
         "analyze",
         help="attention rollout, mean attention distance, position-embedding similarity and "

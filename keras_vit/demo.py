@@ -1,6 +1,6 @@
 """``keras-vit demo``: the whole path on the embedded data, with no download.
 
-Trains the digits ViT (``keras_vit.train``), exports it into a Triton model
+Trains the digits ViT (the ``digits`` recipe of ``keras-vit train``), exports it into a Triton model
 repository, serves it with a real ``tritonserver`` and classifies held-out
 images through ``tritonclient`` over HTTP and gRPC.
 """
@@ -8,23 +8,25 @@ images through ``tritonclient`` over HTTP and gRPC.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 
 import numpy as np
 
-from keras_vit.datasets import DIGITS_CLASSES, load_digits
+from keras_vit.data import DIGITS_CLASSES, load_digits
 from keras_vit.serving import export_model
 from keras_vit.serving.client import classify
 from keras_vit.serving.server import TritonServer
-from keras_vit.train import train_digits
+from keras_vit.training import RunOptions, fit, get_recipe
 
 
 def run(args: argparse.Namespace) -> int:
-    result = train_digits(epochs=args.epochs, out_dir=args.out)
-    print(f"held-out accuracy: {result['accuracy']:.3f}", flush=True)
+    recipe = dataclasses.replace(get_recipe("digits"), epochs=args.epochs)
+    result = fit(recipe, RunOptions(out_dir=args.out))
+    print(f"held-out accuracy: {result.accuracy:.3f}", flush=True)
     path = export_model(
-        result["model"], args.repo, "digits", labels=DIGITS_CLASSES, version=1, overwrite=True
+        result.model, args.repo, "digits", labels=DIGITS_CLASSES, version=1, overwrite=True
     )
     print(f"exported {path}", flush=True)
     _, (x_test, y_test) = load_digits()

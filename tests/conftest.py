@@ -56,3 +56,17 @@ def official_vit():
     model = ViT(**TINY)
     load_npz(model, fixture_path("official_tiny_vit.params.npz"))
     return model, load_fixture("official_tiny_vit.io.npz")
+
+
+def read_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of a TensorBoard log folder: tag -> [(step, value)]."""
+    import tensorflow as tf
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(Path(folder).iterdir()):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    number = float(tf.make_ndarray(value.tensor))
+                    scalars.setdefault(value.tag, []).append((event.step, number))
+    return scalars

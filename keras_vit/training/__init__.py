@@ -1,0 +1,22 @@
+"""Training and evaluation with ``tf.distribute``: recipes, the loop, few-shot evaluation.
+
+Example:
+    >>> from keras_vit.training import RECIPES
+    >>> sorted(RECIPES)
+    ['bit-hyperrule', 'digits', 'finetune', 'imagenet-scratch', 'pretrain', 'pretrain-i21k']
+"""
+
+from keras_vit.training.recipes import RECIPES, Recipe, get_recipe, resolve
+from keras_vit.training.trainer import RunOptions, TrainResult, build_model, evaluate_split, fit
+
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "RunOptions",
+    "TrainResult",
+    "build_model",
+    "evaluate_split",
+    "fit",
+    "get_recipe",
+    "resolve",
+]

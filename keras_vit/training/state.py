@@ -1,0 +1,134 @@
+"""Training state on disk: preemption backups, periodic checkpoints, final outputs.
+
+Backups (``<out>/backup``, the newest two kept) and periodic checkpoints
+(``<out>/checkpoints``, a retention rule) are TensorFlow checkpoints of the
+model, the optimizer, dropout's random state, the step and the examples consumed. TensorFlow writes
+a checkpoint's files first and records it in the ``checkpoint`` file last,
+with a rename, so a run killed at any moment leaves the previous checkpoint
+as the newest complete one. The final model is written beside them under a
+temporary name and renamed into place.
+
+Example:
+    >>> import os, tempfile
+    >>> import keras, tensorflow as tf
+    >>> from keras_vit.training.state import TrainState
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> state = TrainState(model, keras.optimizers.SGD(), tempfile.mkdtemp(), writer=True)
+    >>> state.restore()
+    0
+    >>> state.step.assign(7); state.save_backup()
+    <...>
+    >>> state.restore()
+    7
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vit.checkpoints import save_npz
+
+ONLY_FIRST_REPLICA = tf.VariableAggregation.ONLY_FIRST_REPLICA
+
+
+class TrainState:
+    """The model, optimizer, step and data position, and where they are saved.
+
+    Args:
+        model: the model (variables created in the strategy's scope).
+        optimizer: its optimizer.
+        out_dir: the run's folder.
+        writer: whether this task writes (the chief); other tasks only read.
+        keep: periodic checkpoints kept (the newest ones).
+        keep_every_hours: also keep one periodic checkpoint per this many hours.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        out_dir: str,
+        writer: bool,
+        keep: int = 3,
+        keep_every_hours: float | None = None,
+    ):
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=ONLY_FIRST_REPLICA)
+        self.examples = tf.Variable(
+            0, dtype=tf.int64, trainable=False, aggregation=ONLY_FIRST_REPLICA
+        )
+        # Dropout's random state too, so that a resumed run repeats an uninterrupted one.
+        random_state = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+        self.checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizer=optimizer,
+            step=self.step,
+            examples=self.examples,
+            random_state=random_state,
+        )
+        self.model, self.out_dir, self.writer = model, out_dir, writer
+        self._backups = self._manager("backup", 2, None)
+        self._periodic = self._manager("checkpoints", keep, keep_every_hours)
+
+    def _manager(self, name: str, keep: int, hours: float | None) -> tf.train.CheckpointManager:
+        return tf.train.CheckpointManager(
+            self.checkpoint,
+            os.path.join(self.out_dir, name),
+            max_to_keep=keep,
+            keep_checkpoint_every_n_hours=hours,
+            checkpoint_name="ckpt",
+        )
+
+    def latest(self) -> str | None:
+        """The newest complete backup or checkpoint, by step."""
+        paths = [m.latest_checkpoint for m in (self._backups, self._periodic)]
+        paths = [p for p in paths if p]
+        return max(paths, key=lambda p: int(p.rsplit("-", 1)[1]), default=None)
+
+    def restore(self) -> int:
+        """Loads the newest backup or checkpoint, if any; returns the step it was taken at."""
+        path = self.latest()
+        if path is not None:
+            try:
+                self.checkpoint.read(path).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as error:
+                raise ValueError(
+                    f"{path} is a checkpoint of another model or optimizer; resume with the "
+                    f"settings it was written with, or choose another --out ({error})"
+                ) from None
+        return int(self.step.numpy())
+
+    def save_backup(self) -> None:
+        if self.writer:
+            self._backups.save(checkpoint_number=int(self.step.numpy()))
+
+    def save_checkpoint(self) -> None:
+        if self.writer:
+            self._periodic.save(checkpoint_number=int(self.step.numpy()))
+
+    def save_final(self) -> tuple[str, str]:
+        """Writes ``model.keras`` and the official-format ``model.npz``, each atomically."""
+        keras_path = os.path.join(self.out_dir, "model.keras")
+        npz_path = os.path.join(self.out_dir, "model.npz")
+        if self.writer:
+            partial = os.path.join(self.out_dir, f".partial-{os.getpid()}.keras")
+            try:
+                self.model.save(partial)
+                os.replace(partial, keras_path)
+            finally:
+                if os.path.exists(partial):
+                    os.remove(partial)
+            save_npz(self.model, npz_path)
+        return keras_path, npz_path
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A short hash of every weight's bytes: equal digests mean identical weights."""
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
+    return digest.hexdigest()[:16]
