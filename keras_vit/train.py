@@ -28,6 +28,7 @@ import sys
 
 from keras_vit.training.recipes import RECIPES
 from keras_vit.training.strategy import STRATEGIES
+from keras_vit.training.trainer import PRECISIONS
 
 EPILOG = (
     """recipes:
@@ -101,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cpu-devices", type=int, default=None,
         help="split the CPU into this many logical devices (to try mirrored without GPUs)",
     )  # fmt: skip
-    how.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    how.add_argument("--precision", default="fp32", choices=PRECISIONS)
     how.add_argument(
         "--accum-steps", type=int, default=1, help="micro-batches per step (gradient accumulation)"
     )
@@ -139,8 +140,13 @@ def recipe_from_args(args: argparse.Namespace):
     }
     if fields.get("grad_clip") == 0:
         fields["grad_clip"] = None
+    model_args = dict(recipe.model_args)
+    if fields.get("model", recipe.model) != recipe.model:
+        # The recipe's architecture arguments belong to its own model; dropout is a setting.
+        model_args = {k: v for k, v in model_args.items() if k == "dropout_rate"}
     if args.dropout is not None:
-        fields["model_args"] = {**recipe.model_args, "dropout_rate": args.dropout}
+        model_args["dropout_rate"] = args.dropout
+    fields["model_args"] = model_args
     augmentation = {}
     if args.mixup is not None:
         augmentation["mixup"] = args.mixup

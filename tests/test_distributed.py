@@ -169,3 +169,17 @@ def test_killed_in_the_middle_of_saves_never_corrupts(tmp_path):
         process.wait()
         assert _checkpoint_is_complete(backups) > restored[-1]
     print(f"restored steps: {restored}")
+
+
+def test_float16_with_loss_scaling_under_mirrored(tmp_path):
+    """The loss-scaled float16 step on two replicas follows the one-device float16 run."""
+    common = [*TINY_RUN, "--steps", "20", "--log-every", "1", "--precision", "fp16"]
+    one = _start([*common, "--strategy", "default", "--out", str(tmp_path / "one")])
+    two = _start(
+        [*common, "--strategy", "mirrored", "--cpu-devices", "2", "--out", str(tmp_path / "two")]
+    )
+    _finish(one), _finish(two)
+    losses = _losses(tmp_path / "two")
+    assert np.all(np.isfinite(losses)) and losses[-5:].mean() < losses[:5].mean()
+    # float16 activations carry about 3 significant digits: 1e-2 relative.
+    np.testing.assert_allclose(losses, _losses(tmp_path / "one"), rtol=1e-2)

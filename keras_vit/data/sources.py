@@ -157,9 +157,12 @@ def folder_source(root: str) -> Source:
     for name in FOLDER_EVAL_SPLITS:
         folder = os.path.join(root, name)
         if os.path.isdir(folder):
+            # A class the training data never shows cannot be learned.
             unknown = sorted(
-                set(os.listdir(folder)) - set(class_names) - {".DS_Store"}
-            )  # a class the training data never shows cannot be learned
+                d
+                for d in os.listdir(folder)
+                if os.path.isdir(os.path.join(folder, d)) and d not in class_names
+            )
             if unknown:
                 raise DataError(f"{folder!r} has classes that train/ lacks: {', '.join(unknown)}")
             splits[name] = _folder_split(folder, class_names)
@@ -220,7 +223,11 @@ def tfds_source(
         return Split(records, builder.info.splits[split_name].num_examples)
 
     splits = {s: split(s) for s in builder.info.splits}
-    return Source(name, tuple(features["label"].names), splits, "encoded", sliced=split)
+    height, width = features["image"].shape[:2]
+    size = min(height, width) if height and width else None  # known for CIFAR, MNIST, ...
+    return Source(
+        name, tuple(features["label"].names), splits, "encoded", image_size=size, sliced=split
+    )
 
 
 def load_source(

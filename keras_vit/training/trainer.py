@@ -103,6 +103,8 @@ def build_model(recipe: Recipe, num_classes: int, image_size: int, init: str | N
     _check_init(recipe, init)
     family, _, config = parse_model_name(recipe.model)
     args = dict(recipe.model_args)
+    if family == "bit" and args:
+        raise ValueError(f"{recipe.model} takes no {', '.join(args)} (BiT models have no dropout)")
     if family != "bit":
         args.setdefault("representation_size", config["hidden_size"] if recipe.pre_logits else None)
     model = create_model(
