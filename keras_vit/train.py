@@ -47,24 +47,24 @@ examples:
 """
 )
 
-# Recipe fields a flag may override: flag -> (field, type, help).
+# Recipe fields a flag may override: field -> (type, help); the flag is --field-name.
 _OVERRIDES = {
-    "--model": ("model", str, "model variant, e.g. ViT-B/16, R50+ViT-B/16, BiT-R50x1"),
-    "--dataset": ("dataset", str, "'digits', a TFDS name (cifar10, imagenet2012, ...) or an "
-                  "image folder with train/<class>/ and test/<class>/"),
-    "--train-split": ("train_split", str, "training split, e.g. train or 'train[:98%%]'"),
-    "--eval-split": ("eval_split", str, "evaluation split, e.g. test or validation"),
-    "--image-size": ("image_size", int, "input resolution"),
-    "--batch-size": ("batch_size", int, "global batch size (over all replicas)"),
-    "--epochs": ("epochs", float, "passes over the training split (when --steps is not given)"),
-    "--optimizer": ("optimizer", str, "adam or sgd"),
-    "--learning-rate": ("learning_rate", float, "peak learning rate"),
-    "--weight-decay": ("weight_decay", float, "decoupled weight decay (adam)"),
-    "--momentum": ("momentum", float, "SGD momentum"),
-    "--decay": ("decay", str, "learning-rate decay after warm-up: cosine, linear or steps"),
-    "--warmup-steps": ("warmup_steps", float, "linear warm-up steps (below 1: a fraction)"),
-    "--grad-clip": ("grad_clip", float, "clip the global gradient norm (0: off)"),
-    "--label-smoothing": ("label_smoothing", float, "label smoothing"),
+    "model": (str, "model variant, e.g. ViT-B/16, R50+ViT-B/16, BiT-R50x1"),
+    "dataset": (str, "'digits', a TFDS name (cifar10, imagenet2012, ...) or an "
+                "image folder with train/<class>/ and test/<class>/"),
+    "train_split": (str, "training split, e.g. train or 'train[:98%%]'"),
+    "eval_split": (str, "evaluation split, e.g. test or validation"),
+    "image_size": (int, "input resolution"),
+    "batch_size": (int, "global batch size (over all replicas)"),
+    "epochs": (float, "passes over the training split (when --steps is not given)"),
+    "optimizer": (str, "adam or sgd"),
+    "learning_rate": (float, "peak learning rate"),
+    "weight_decay": (float, "decoupled weight decay (adam)"),
+    "momentum": (float, "SGD momentum"),
+    "decay": (str, "learning-rate decay after warm-up: cosine, linear or steps"),
+    "warmup_steps": (float, "linear warm-up steps (below 1: a fraction)"),
+    "grad_clip": (float, "clip the global gradient norm (0: off)"),
+    "label_smoothing": (float, "label smoothing"),
 }  # fmt: skip
 
 
@@ -75,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--recipe", default="digits", choices=sorted(RECIPES), help="named recipe (default digits)"
     )
-    for flag, (_, kind, text) in _OVERRIDES.items():
-        what.add_argument(flag, type=kind, default=None, help=text)
+    for field, (kind, text) in _OVERRIDES.items():
+        what.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=text)
     what.add_argument("--dropout", type=float, default=None, help="dropout rate of the ViT")
     what.add_argument("--mixup", type=float, default=None, help="mixup alpha (0: off)")
     what.add_argument(
@@ -133,11 +133,8 @@ def recipe_from_args(args: argparse.Namespace):
     from keras_vit.training import get_recipe
 
     recipe = get_recipe(args.recipe)
-    fields = {
-        field: getattr(args, flag[2:].replace("-", "_"))
-        for flag, (field, _, _) in _OVERRIDES.items()
-        if getattr(args, flag[2:].replace("-", "_")) is not None
-    }
+    given = vars(args)
+    fields = {field: given[field] for field in _OVERRIDES if given[field] is not None}
     if fields.get("grad_clip") == 0:
         fields["grad_clip"] = None
     model_args = dict(recipe.model_args)

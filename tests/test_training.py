@@ -56,7 +56,7 @@ def test_outputs_reload(trained):
     from_npz = build_model(DIGITS, 10, 16, None)
     load_npz(from_npz, out / "model.npz")
     np.testing.assert_allclose(from_npz.predict(x_test[:8], verbose=0), expected, atol=1e-6)
-    assert not [p for p in out.iterdir() if "partial" in p.name]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
 def test_tensorboard_logs(trained):

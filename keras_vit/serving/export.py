@@ -26,6 +26,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_vit.atomic import write_text_atomic
 from keras_vit.serving.config import python_backend_config
 
 
@@ -72,13 +73,6 @@ def _next_version(model_dir: Path) -> int:
         [int(p.name) for p in model_dir.glob("*") if p.name.isdigit()] if model_dir.exists() else []
     )
     return max(versions, default=0) + 1
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def export_model(
@@ -147,8 +141,8 @@ def export_model(
         serving_archive(model).write_out(str(staging / "model.savedmodel"), verbose=False)
         if backend == "python":
             shutil.copyfile(model_py(), staging / "model.py")
-        _write_text_atomic(model_dir / "labels.txt", "\n".join(labels) + "\n")
-        _write_text_atomic(model_dir / "config.pbtxt", config)
+        write_text_atomic(model_dir / "labels.txt", "\n".join(labels) + "\n")
+        write_text_atomic(model_dir / "config.pbtxt", config)
         if target.exists():
             retired = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.old-"))
             os.rename(target, retired / "version")

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vit.atomic import write_atomic
 from keras_vit.checkpoints import save_npz
 
 ONLY_FIRST_REPLICA = tf.VariableAggregation.ONLY_FIRST_REPLICA
@@ -115,13 +116,7 @@ class TrainState:
         keras_path = os.path.join(self.out_dir, "model.keras")
         npz_path = os.path.join(self.out_dir, "model.npz")
         if self.writer:
-            partial = os.path.join(self.out_dir, f".partial-{os.getpid()}.keras")
-            try:
-                self.model.save(partial)
-                os.replace(partial, keras_path)
-            finally:
-                if os.path.exists(partial):
-                    os.remove(partial)
+            write_atomic(keras_path, self.model.save, suffix=".keras")
             save_npz(self.model, npz_path)
         return keras_path, npz_path
 

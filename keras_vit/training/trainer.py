@@ -26,6 +26,7 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_vit.atomic import write_text_atomic
 from keras_vit.data import eval_dataset, eval_steps, load_source, train_dataset
 from keras_vit.data.sources import Source
 from keras_vit.models import create_model
@@ -348,10 +349,8 @@ def _loop(recipe, options, strategy, source, model, optimizer, state, writer, st
     logs.scalars("eval", step, metrics)
     paths = state.save_final()
     if writer:
-        partial = os.path.join(options.out_dir, ".metrics.json.partial")
-        with open(partial, "w") as f:
-            json.dump({"step": step, **{k: float(v) for k, v in metrics.items()}}, f)
-        os.replace(partial, os.path.join(options.out_dir, "metrics.json"))
+        summary = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        write_text_atomic(os.path.join(options.out_dir, "metrics.json"), json.dumps(summary))
     return TrainResult(
         accuracy=float(metrics["accuracy"]),
         top5=float(metrics["top5"]),
