@@ -281,6 +281,14 @@ def test_bad_inputs(tmp_path):
         load_source("no_such_dataset")
     with pytest.raises(ValueError, match="precision must be one of"):
         fit(DIGITS, RunOptions(str(tmp_path), precision="fp8", verbose=0))
+    with pytest.raises(ValueError, match="batch size must be at least 1; got 0"):
+        fit(dataclasses.replace(DIGITS, batch_size=0), RunOptions(str(tmp_path), verbose=0))
+    with pytest.raises(ValueError, match="at least 1 step; got 0"):
+        fit(DIGITS, RunOptions(str(tmp_path), steps=0, verbose=0))
+    with pytest.raises(ValueError, match="backup_every must be 0 .off. or more; got -5"):
+        fit(DIGITS, RunOptions(str(tmp_path), backup_every=-5, verbose=0))
+    with pytest.raises(ValueError, match="keep must be at least 1; got 0"):
+        fit(DIGITS, RunOptions(str(tmp_path), keep=0, verbose=0))
     with pytest.raises(DataError, match="has no split 'validation'"):
         load_source("digits").split("validation")
     assert not any(tmp_path.iterdir())  # nothing written by a refused run

@@ -125,9 +125,28 @@ def _check_init(recipe: Recipe, init: str | None) -> None:
         )
 
 
-def _check_batch(recipe: Recipe, replicas: int, accum_steps: int) -> None:
-    if accum_steps < 1:
-        raise ValueError(f"accum_steps must be at least 1; got {accum_steps}")
+def _check_options(recipe: Recipe, options: RunOptions) -> None:
+    """Checks what can be checked before any data is read (or downloaded)."""
+    _check_init(recipe, options.init)
+    if recipe.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1; got {recipe.batch_size}")
+    if options.precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISIONS)}; got {options.precision!r}"
+        )
+    for name in ("backup_every", "checkpoint_every", "eval_every"):
+        if getattr(options, name) < 0:
+            raise ValueError(f"{name} must be 0 (off) or more; got {getattr(options, name)}")
+    for name in ("accum_steps", "keep", "log_every"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1; got {value}")
+
+
+def _check_resolved(recipe: Recipe, replicas: int, accum_steps: int) -> None:
+    """Checks the step count and batch split once the dataset has resolved the recipe."""
+    if recipe.steps < 1:
+        raise ValueError(f"the run must have at least 1 step; got {recipe.steps}")
     if recipe.batch_size % (replicas * accum_steps):
         raise ValueError(
             f"batch size {recipe.batch_size} is not divisible by {replicas} replica(s) x "
@@ -242,11 +261,7 @@ def fit(recipe: Recipe, options: RunOptions) -> TrainResult:
         keras_vit.data.DataError: for data that cannot be read.
     """
     start = time.perf_counter()
-    if options.precision not in PRECISIONS:
-        raise ValueError(
-            f"precision must be one of {', '.join(PRECISIONS)}; got {options.precision!r}"
-        )
-    _check_init(recipe, options.init)  # before any data is downloaded
+    _check_options(recipe, options)
     if options.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(options.seed)
@@ -255,7 +270,7 @@ def fit(recipe: Recipe, options: RunOptions) -> TrainResult:
     if options.steps is not None:
         recipe = dataclasses.replace(recipe, steps=options.steps)
     recipe = resolve(recipe, source)
-    _check_batch(recipe, strategy.num_replicas_in_sync, options.accum_steps)
+    _check_resolved(recipe, strategy.num_replicas_in_sync, options.accum_steps)
     writer = is_chief(strategy)
 
     previous_policy = keras.config.dtype_policy()
