@@ -21,6 +21,13 @@ from keras_vit.data import Augmentation, load_source, train_dataset
 
 
 def write_folder(root: str, count: int, seed: int = 0) -> None:
+    """Writes ``count`` random 500x375 JPEGs into ``root/train/class{0..9}/``.
+
+    Args:
+        root: the image folder.
+        count: how many images.
+        seed: the pixels' seed.
+    """
     rng = np.random.default_rng(seed)
     for i in range(count):
         folder = os.path.join(root, "train", f"class{i % 10}")
@@ -31,6 +38,7 @@ def write_folder(root: str, count: int, seed: int = 0) -> None:
 
 
 def main() -> None:
+    """Times the pipeline and prints images per second."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batches", type=int, default=40)

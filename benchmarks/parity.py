@@ -13,23 +13,26 @@ import numpy as np
 import keras_vit  # noqa: F401
 from keras_vit.checkpoints import load_npz, load_timm
 from keras_vit.models import ResNetV2, ViT
+from keras_vit.variants import parse_model_name
 
 F = str(Path(__file__).resolve().parents[2] / "shared" / "fixtures") + "/"
 
 
-def rel(a, b):
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    """The parity metric.
+
+    Args:
+        a: ours.
+        b: the reference.
+
+    Returns:
+        max|a - b| / max|b|.
+    """
     return np.abs(a - b).max() / np.abs(b).max()
 
 
-tiny = dict(
-    image_size=64,
-    patch_size=16,
-    hidden_size=64,
-    num_layers=2,
-    num_heads=2,
-    mlp_dim=128,
-    num_classes=10,
-)
+# The fixtures' tiny ViT is the Mu variant at 64 px with 10 classes.
+tiny = dict(parse_model_name("ViT-Mu/16")[2], image_size=64, num_classes=10)
 cases = [
     ("official ViT (load_npz)", ViT(**tiny), load_npz, "official_tiny_vit"),
     ("timm ViT (load_timm)", ViT(**tiny, approximate_gelu=False), load_timm, "timm_tiny_vit"),

@@ -16,16 +16,39 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 
 def percentiles(latencies: list[float]) -> str:
+    """Latency percentiles for the table.
+
+    Args:
+        latencies: seconds per request.
+
+    Returns:
+        ``"p50 … / p90 … / p99 … ms"``.
+    """
     ms = np.percentile(np.array(latencies) * 1000, [50, 90, 99])
     return "p50 {:.0f} / p90 {:.0f} / p99 {:.0f} ms".format(*ms)
 
 
-def served(url: str, name: str, image: np.ndarray, concurrency: int, requests: int):
+def served(
+    url: str, name: str, image: np.ndarray, concurrency: int, requests: int
+) -> tuple[float, list[float]]:
+    """Drives a served model with concurrent gRPC clients, one image per request.
+
+    Args:
+        url: the server's gRPC ``host:port``.
+        name: the model's name.
+        image: one uint8 image.
+        concurrency: clients at once.
+        requests: requests in all.
+
+    Returns:
+        ``(images per second, latency of each request in seconds)``.
+    """
     import tritonclient.grpc as grpcclient
 
     latencies: list[float] = []
@@ -55,7 +78,20 @@ def served(url: str, name: str, image: np.ndarray, concurrency: int, requests: i
     return len(latencies) / (time.perf_counter() - start), latencies
 
 
-def in_process(signature, image: np.ndarray, batch: int, requests: int):
+def in_process(
+    signature: Callable[..., dict], image: np.ndarray, batch: int, requests: int
+) -> tuple[float, list[float]]:
+    """Runs the SavedModel's signature in this process on whole batches.
+
+    Args:
+        signature: the loaded ``serving_default`` signature.
+        image: one uint8 image, repeated to a batch.
+        batch: the batch size.
+        requests: images in all (at least two batches run).
+
+    Returns:
+        ``(images per second at the median batch time, seconds per batch)``.
+    """
     import tensorflow as tf
 
     data = tf.constant(np.repeat(image[None], batch, axis=0))
@@ -69,6 +105,7 @@ def in_process(signature, image: np.ndarray, batch: int, requests: int):
 
 
 def main() -> None:
+    """Exports, serves, measures both paths and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="ViT-B/16")
     parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level")

@@ -2,8 +2,8 @@
 
     python benchmarks/speed.py --timm-python .venv-timm/bin/python [--rounds 5] [--out results.json]
 
-Every contender runs in its own worker process (so each has its own peak RSS
-and no framework's threads compete with another's); the driver interleaves the
+Every contender runs in its own worker process (``speed_worker.py``, so each has
+its own peak RSS and no framework's threads compete with another's); the driver interleaves the
 contenders round by round and reports the median and the spread (min-max) of
 images/s, with ratios against timm and keras-hub (XLA). Measured:
 
@@ -24,15 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
+from pathlib import Path
+from typing import IO
 
-import numpy as np
+from speed_worker import matmul_peak, vit_size  # beside this script
 
-SIZES = {"S/16": (384, 12, 6, 1536), "B/16": (768, 12, 12, 3072)}  # hidden, layers, heads, mlp
 CONTENDERS = ("keras_vit-fused", "keras_vit-reference", "keras_hub-xla", "keras_hub", "timm")
 PHASES = (  # (variant, task, batches, workers alive at once: 24 GiB hold two B/16 trainers)
     ("B/16", "infer", (1, 16), 5),
@@ -42,174 +41,82 @@ PHASES = (  # (variant, task, batches, workers alive at once: 24 GiB hold two B/
 ITERATIONS = {("infer", 1): 8, ("infer", 16): 2, ("train", 16): 2}
 
 
-def vit_macs(variant: str, image: int = 224, patch: int = 16, classes: int = 1000) -> float:
-    """Multiply-accumulates of one forward pass (matmuls only, as the paper counts)."""
-    hidden, layers, _, mlp = SIZES[variant]
+def vit_macs(variant: str, image: int = 224, classes: int = 1000) -> float:
+    """Multiply-accumulates of one forward pass (matmuls only, as the paper counts).
+
+    Args:
+        variant: ``"S/16"`` or ``"B/16"``.
+        image: the input side.
+        classes: the head's classes.
+
+    Returns:
+        The count.
+    """
+    size = vit_size(variant)
+    hidden, mlp, patch = size["hidden_size"], size["mlp_dim"], size["patch_size"]
     patches = (image // patch) ** 2
     tokens = patches + 1
     per_block = (
         4 * tokens * hidden * hidden + 2 * tokens * tokens * hidden + 2 * tokens * hidden * mlp
     )
-    return patches * patch * patch * 3 * hidden + layers * per_block + hidden * classes
-
-
-# ----------------------------------------------------------------------------- worker
-
-
-def _build_tf(contender: str, variant: str, task: str, batch: int):
-    import keras
-    import tensorflow as tf
-
-    hidden, layers, heads, mlp = SIZES[variant]
-    if contender.startswith("keras_vit"):
-        from keras_vit.models import create_model
-
-        impl = "fused" if contender.endswith("fused") else "reference"
-        model = create_model(f"ViT-{variant}", attention_impl=impl)
-        jit = False  # the fused kernels are XLA-compiled themselves
-    else:
-        import keras_hub
-
-        backbone = keras_hub.models.ViTBackbone(
-            image_shape=(224, 224, 3), patch_size=16, num_layers=layers, num_heads=heads,
-            hidden_dim=hidden, mlp_dim=mlp,
-        )  # fmt: skip
-        images = keras.Input((224, 224, 3))
-        model = keras.Model(images, keras.layers.Dense(1000)(backbone(images)[:, 0]))
-        jit = contender.endswith("xla")
-    x = tf.random.uniform((batch, 224, 224, 3), -1, 1)
-    if task == "infer":
-        step = tf.function(lambda: model(x, training=False), jit_compile=jit)
-    else:
-        labels = tf.random.uniform((batch,), 0, 1000, tf.int32)
-        optimizer = keras.optimizers.AdamW(1e-4)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-        def train_step():
-            with tf.GradientTape() as tape:
-                loss = loss_fn(labels, model(x, training=True))
-            optimizer.apply(
-                tape.gradient(loss, model.trainable_variables), model.trainable_variables
-            )
-            return loss
-
-        step = tf.function(train_step, jit_compile=jit)
-    return lambda: step().numpy()
-
-
-def _build_timm(variant: str, task: str, batch: int):
-    import timm
-    import torch
-
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    name = {"S/16": "vit_small_patch16_224", "B/16": "vit_base_patch16_224"}[variant]
-    model = timm.create_model(name, pretrained=False)
-    x = torch.rand(batch, 3, 224, 224) * 2 - 1
-    if task == "infer":
-        model.eval()
-
-        def run():
-            with torch.inference_mode():
-                return model(x)
-
-        return run
-    labels = torch.randint(0, 1000, (batch,))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
-
-    def train_step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(x), labels)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    return train_step
-
-
-def _matmul_peak(framework: str) -> float:
-    n = 2048
-    a, b = (np.random.default_rng(i).random((n, n), np.float32) for i in range(2))
-    if framework == "tensorflow":
-        import tensorflow as tf
-
-        ta, tb = tf.constant(a), tf.constant(b)
-        matmul = tf.function(tf.matmul)
-        run = lambda: matmul(ta, tb).numpy()  # noqa: E731
-    elif framework == "torch":
-        import torch
-
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        run = lambda: ta @ tb  # noqa: E731
-    else:
-        run = lambda: a @ b  # noqa: E731
-    run()
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
-
-
-def worker(contender: str, variant: str) -> None:
-    """Answers one JSON request per stdin line with one JSON line on stdout."""
-    steps = {}
-    for line in sys.stdin:
-        request = json.loads(line)
-        if request["task"] == "peak":
-            framework = "torch" if contender == "timm" else "tensorflow"
-            reply = {"gflops": _matmul_peak(framework)}
-        else:
-            key = (request["task"], request["batch"])
-            if key not in steps:
-                start = time.perf_counter()
-                if contender == "timm":
-                    steps[key] = _build_timm(variant, *key)
-                else:
-                    steps[key] = _build_tf(contender, variant, *key)
-                for _ in range(2):  # warm-up: tracing and XLA compilation
-                    steps[key]()
-                warmup = time.perf_counter() - start
-            else:
-                warmup = 0.0
-            times = []
-            for _ in range(request["iters"]):
-                start = time.perf_counter()
-                steps[key]()
-                times.append(time.perf_counter() - start)
-            reply = {"times": times, "warmup": warmup}
-        reply["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(reply), flush=True)
-
-
-# ----------------------------------------------------------------------------- driver
+    return patches * patch * patch * 3 * hidden + size["num_layers"] * per_block + hidden * classes
 
 
 class Worker:
-    def __init__(self, contender: str, variant: str, timm_python: str, log):
+    """A contender's ``speed_worker.py`` process, asked over its stdin and stdout.
+
+    Args:
+        contender: one of ``CONTENDERS``.
+        variant: ``"S/16"`` or ``"B/16"``.
+        timm_python: the interpreter of the timm contender.
+        log: where the worker's stderr goes.
+    """
+
+    def __init__(self, contender: str, variant: str, timm_python: str, log: IO[str]):
         python = timm_python if contender == "timm" else sys.executable
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+        script = str(Path(__file__).with_name("speed_worker.py"))
+        self.contender = contender
         self.process = subprocess.Popen(
-            [python, __file__, "--worker", contender, "--variant", variant],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-        )  # fmt: skip
+            [python, script, contender, variant],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
 
-    def ask(self, **request) -> dict:
+    def ask(self, **request: object) -> dict:
+        """Sends one request and waits for its answer.
+
+        Args:
+            **request: the JSON request (see ``speed_worker.py``).
+
+        Returns:
+            The worker's JSON answer.
+
+        Raises:
+            RuntimeError: when the worker died.
+        """
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"worker {self.process.args[3]} died; see the benchmark log")
+            raise RuntimeError(f"worker {self.contender} died; see the benchmark log")
         return json.loads(line)
 
     def close(self) -> None:
+        """Ends the worker (end of its stdin) and waits for it."""
         self.process.stdin.close()
         self.process.wait(timeout=60)
 
 
 def machine() -> str:
+    """Describes this machine.
+
+    Returns:
+        The CPU's model name and the cores this process may use.
+    """
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -220,7 +127,19 @@ def machine() -> str:
 
 
 def measure(workers: dict, variant: str, task: str, batch: int, rounds: int) -> list[dict]:
-    """Interleaved rounds over the workers; one summary per contender."""
+    """Interleaved rounds over the workers; one summary per contender.
+
+    Args:
+        workers: contender -> its ``Worker``.
+        variant: the model variant the workers run.
+        task: ``"infer"`` or ``"train"``.
+        batch: the batch size.
+        rounds: rounds over all workers, each starting with the next contender.
+
+    Returns:
+        One summary per contender: images/s median, min and max, samples and
+        peak RSS.
+    """
     names = list(workers)
     samples = {c: [] for c in names}
     rss = {}
@@ -230,8 +149,11 @@ def measure(workers: dict, variant: str, task: str, batch: int, rounds: int) -> 
             reply = workers[contender].ask(task=task, batch=batch, iters=ITERATIONS[(task, batch)])
             samples[contender] += [batch / t for t in reply["times"]]
             rss[contender] = reply["rss_mb"]
-            print(f"{variant} {task} b{batch} round {round_index + 1} {contender}: "
-                  f"{statistics.median(samples[contender]):.2f} img/s", flush=True)  # fmt: skip
+            rate = statistics.median(samples[contender])
+            print(
+                f"{variant} {task} b{batch} round {round_index + 1} {contender}: {rate:.2f} img/s",
+                flush=True,
+            )
     return [
         dict(
             variant=variant,
@@ -243,35 +165,48 @@ def measure(workers: dict, variant: str, task: str, batch: int, rounds: int) -> 
             max=max(v),
             samples=len(v),
             peak_rss_mb=rss[c],
-        )  # fmt: skip
+        )
         for c, v in samples.items()
     ]
 
 
 def drive(args: argparse.Namespace) -> dict:
-    results = {"machine": machine(), "rounds": args.rounds, "peaks_gflops": {}, "runs": []}
-    results["peaks_gflops"]["numpy"] = _matmul_peak("numpy")
-    log = open(args.log, "w")
+    """Runs every phase with its contenders.
+
+    Args:
+        args: the command line (``--rounds``, ``--contenders``, ``--timm-python``, ``--log``).
+
+    Returns:
+        The machine, matmul peaks and every measured run.
+    """
+    peaks = {"numpy": matmul_peak("numpy")}
+    results = {"machine": machine(), "rounds": args.rounds, "peaks_gflops": peaks, "runs": []}
     contenders = [c for c in CONTENDERS if c in args.contenders]
-    for variant, task, batches, alive in PHASES:
-        # Contenders are interleaved within groups of `alive` workers (memory).
-        for group in (contenders[i : i + alive] for i in range(0, len(contenders), alive)):
-            workers = {c: Worker(c, variant, args.timm_python, log) for c in group}
-            if task == "infer" and "keras_vit-fused" in workers:
-                results["peaks_gflops"]["tensorflow"] = workers["keras_vit-fused"].ask(task="peak")[
-                    "gflops"
-                ]
-            if task == "infer" and "timm" in workers:
-                results["peaks_gflops"]["torch"] = workers["timm"].ask(task="peak")["gflops"]
-            for batch in batches:
-                results["runs"] += measure(workers, variant, task, batch, args.rounds)
-            for w in workers.values():
-                w.close()
-    results["peaks_gflops"]["numpy_end"] = _matmul_peak("numpy")
+    with open(args.log, "w") as log:
+        for variant, task, batches, alive in PHASES:
+            # Contenders are interleaved within groups of `alive` workers (memory).
+            for group in (contenders[i : i + alive] for i in range(0, len(contenders), alive)):
+                workers = {c: Worker(c, variant, args.timm_python, log) for c in group}
+                for framework, contender in (("tensorflow", "keras_vit-fused"), ("torch", "timm")):
+                    if task == "infer" and contender in workers:
+                        peaks[framework] = workers[contender].ask(task="peak")["gflops"]
+                for batch in batches:
+                    results["runs"] += measure(workers, variant, task, batch, args.rounds)
+                for w in workers.values():
+                    w.close()
+    peaks["numpy_end"] = matmul_peak("numpy")
     return results
 
 
 def report(results: dict) -> str:
+    """The results as a Markdown table with ratios and model FLOPs utilisation.
+
+    Args:
+        results: as ``drive`` returns them.
+
+    Returns:
+        The table, with the machine and matmul peaks above it.
+    """
     # Utilisation against the best fp32 matmul measured in the run (numpy at the
     # start and end, TensorFlow, PyTorch): the conservative choice.
     peak = max(results["peaks_gflops"].values())
@@ -304,19 +239,18 @@ def report(results: dict) -> str:
 
 
 def main() -> None:
+    """Measures, writes ``--out`` and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--variant", default="B/16", help=argparse.SUPPRESS)
-    parser.add_argument("--timm-python", default=".venv-timm/bin/python",
-                        help="a Python with torch and timm (default .venv-timm/bin/python)")  # fmt: skip
+    parser.add_argument(
+        "--timm-python",
+        default=".venv-timm/bin/python",
+        help="a Python with torch and timm (default .venv-timm/bin/python)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     parser.add_argument("--out", default="benchmarks/results.json", help="where the numbers go")
     parser.add_argument("--log", default="benchmarks/speed.log", help="the workers' stderr")
     args = parser.parse_args()
-    if args.worker:
-        worker(args.worker, args.variant)
-        return
     results = drive(args)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

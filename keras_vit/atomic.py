@@ -1,5 +1,10 @@
 """Write-then-rename: a file is either absent, its old version, or complete.
 
+The one helper for every file this package writes whole (``model.npz``,
+``model.keras``, ``metrics.json``, a Triton ``config.pbtxt``): the data is
+written to a temporary file beside the target, flushed to disk, renamed over
+the target, and the rename itself is flushed by syncing the folder.
+
 Example:
     >>> import os, tempfile
     >>> from keras_vit.atomic import write_text_atomic
@@ -16,15 +21,33 @@ import tempfile
 from collections.abc import Callable
 
 
+def _fsync_path(path: str, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(directory: str) -> None:
+    # Makes the rename durable. Some platforms and file systems (Windows, some
+    # network mounts) cannot open or sync a folder; the rename stays atomic there.
+    try:
+        _fsync_path(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        pass
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
     """Calls ``write(temporary path)`` beside ``path``, then renames the result into place.
+
+    The temporary file is synced to disk before the rename and the folder after
+    it. If ``write`` fails, the temporary file is removed and ``path`` is untouched.
 
     Args:
         path: the final file.
         write: writes the whole file at the path it is given.
         suffix: the temporary file's suffix (writers such as ``model.save`` check it).
-
-    The temporary file is removed if ``write`` fails; ``path`` is then untouched.
     """
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
@@ -32,15 +55,22 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     os.close(fd)
     try:
         write(tmp)
+        _fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_folder(directory)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` atomically."""
+    """Writes ``text`` to ``path`` atomically.
+
+    Args:
+        path: the final file.
+        text: its whole content.
+    """
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:

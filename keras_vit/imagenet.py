@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 from keras import ops
 
+if TYPE_CHECKING:
+    import tensorflow as tf
 
-def preprocess_input(images):
+
+def preprocess_input(images: np.ndarray | tf.Tensor) -> np.ndarray | tf.Tensor:
     """Maps uint8 pixels [0, 255] to the [-1, 1] range the official checkpoints take.
 
+    The one pixel scaling of the package: image files, the training pipeline
+    (inside ``tf.data``) and the exported SavedModel signatures all call it.
+
     Args:
-        images: an array or tensor of pixel values in [0, 255] (any dtype).
+        images: an array or tensor of pixel values in [0, 255] (any dtype); a
+            TensorFlow tensor may be symbolic (``tf.function``, ``tf.data``).
 
     Returns:
-        float32 values in [-1, 1].
+        float32 values in [-1, 1]: a numpy array for a numpy array, else a tensor.
     """
     if isinstance(images, np.ndarray):  # stay in numpy for numpy input
         return images.astype(np.float32) / 127.5 - 1.0
@@ -32,12 +41,18 @@ def preprocess_input(images):
 
 @functools.cache
 def imagenet_labels() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names, in class-index order."""
+    """The ImageNet-1k class names.
+
+    Returns:
+        The 1000 names, in class-index order.
+    """
     text = importlib.resources.files("keras_vit").joinpath("data/imagenet1k_labels.txt").read_text()
     return tuple(text.splitlines())
 
 
-def decode_predictions(predictions, top: int = 5) -> list[list[tuple[int, str, float]]]:
+def decode_predictions(
+    predictions: npt.ArrayLike, top: int = 5
+) -> list[list[tuple[int, str, float]]]:
     """Top classes of ImageNet-1k predictions.
 
     Args:
@@ -46,6 +61,9 @@ def decode_predictions(predictions, top: int = 5) -> list[list[tuple[int, str, f
 
     Returns:
         For each image, ``top`` tuples ``(class_index, label, score)``, best first.
+
+    Raises:
+        ValueError: for predictions that are not ``[batch, 1000]``.
     """
     predictions = np.asarray(predictions)
     labels = imagenet_labels()

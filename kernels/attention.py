@@ -9,6 +9,8 @@ query/key/value kernels), so no transposes are needed around the kernel.
   variables, so it also runs under ``tf.distribute``); optional mask,
   attention dropout, returned weights, and a blockwise online-softmax path that
   never materialises the ``[tokens, tokens]`` matrix.
+- ``dense_attention``, ``blockwise_attention``, ``dropout``: the TensorFlow
+  pieces that the compiled kernels (this one and ``encoder_block``) share.
 
 Example:
     >>> import numpy as np
@@ -20,11 +22,15 @@ Example:
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 from keras import ops
+from tensorflow.types.experimental import TensorLike
 
 
-def attention_weights(query, key, mask=None):
+def attention_weights(
+    query: TensorLike, key: TensorLike, mask: TensorLike | None = None
+) -> tf.Tensor:
     """softmax(q kᵀ / √d) as ``[batch, heads, q_tokens, k_tokens]`` (keras.ops).
 
     Args:
@@ -47,25 +53,92 @@ def attention_weights(query, key, mask=None):
     return ops.cast(ops.softmax(logits, axis=-1), query.dtype)
 
 
-def attention_reference(query, key, value, mask=None):
-    """The reference: softmax(q kᵀ / √d) v in ``keras.ops``, ``[batch, tokens, heads, head_dim]``."""
+def attention_reference(
+    query: TensorLike,
+    key: TensorLike,
+    value: TensorLike,
+    mask: TensorLike | None = None,
+    dropout_rate: float = 0.0,
+    seed: int | keras.random.SeedGenerator | None = None,
+) -> tf.Tensor:
+    """The reference: softmax(q kᵀ / √d) v in ``keras.ops``.
+
+    Args:
+        query: ``[batch, tokens, heads, head_dim]``.
+        key: ``[batch, tokens, heads, head_dim]``.
+        value: ``[batch, tokens, heads, head_dim]``.
+        mask: optional boolean, broadcastable to ``[batch, heads, q, k]``.
+        dropout_rate: dropout on the attention weights (``keras.random.dropout``);
+            0 in inference.
+        seed: the dropout's seed (an int or a ``keras.random.SeedGenerator``).
+
+    Returns:
+        ``[batch, tokens, heads, head_dim]`` in the dtype of ``value``.
+    """
     weights = attention_weights(query, key, mask)
+    if dropout_rate:
+        weights = keras.random.dropout(weights, dropout_rate, seed=seed)
     return ops.einsum("bhqk,bkhd->bqhd", ops.cast(weights, value.dtype), value)
 
 
-def dropout_seed(seed, *rates, kernel: str):
-    """The int32 ``[2]`` seed of a kernel's dropout; zeros when no dropout is active."""
+def dropout_seed(seed: TensorLike | None, *rates: float, kernel: str) -> tf.Tensor:
+    """The int32 ``[2]`` seed of a kernel's dropout; zeros when no dropout is active.
+
+    Args:
+        seed: the caller's int32 ``[2]`` seed, or None.
+        *rates: the kernel's dropout rates.
+        kernel: the kernel's name, for the error message.
+
+    Returns:
+        ``seed``, or zeros when it is None and every rate is 0.
+
+    Raises:
+        ValueError: when a rate is set and ``seed`` is None.
+    """
     if any(rates) and seed is None:
         raise ValueError(f"{kernel} needs a seed when dropout is active")
     return tf.zeros([2], tf.int32) if seed is None else seed
 
 
-def _dropout(weights, rate, seed):
-    keep = tf.random.stateless_uniform(tf.shape(weights), seed=seed) >= rate
-    return tf.where(keep, weights / (1.0 - rate), tf.zeros_like(weights))
+def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
+    """Inverted dropout with a stateless seed, for use inside the compiled kernels.
+
+    Args:
+        x: any tensor.
+        rate: the share of entries set to zero (a Python float); 0 returns ``x``.
+        seed: int32 ``[2]`` stateless seed; the same seed drops the same entries.
+
+    Returns:
+        ``x`` with dropped entries zeroed and the kept ones scaled by ``1 / (1 - rate)``.
+    """
+    if rate == 0.0:
+        return x
+    keep = tf.random.stateless_uniform(tf.shape(x), seed=seed) >= rate
+    return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
 
 
-def _dense_attention(query, key, value, mask, dropout_rate, seed):
+def dense_attention(
+    query: tf.Tensor,
+    key: tf.Tensor,
+    value: tf.Tensor,
+    mask: tf.Tensor | None = None,
+    dropout_rate: float = 0.0,
+    seed: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The plain path of ``fused_attention`` in TensorFlow ops, for compiled kernels.
+
+    Args:
+        query: ``[batch, tokens, heads, head_dim]``.
+        key: ``[batch, tokens, heads, head_dim]``.
+        value: ``[batch, tokens, heads, head_dim]``.
+        mask: optional boolean, broadcastable to ``[batch, heads, q, k]``.
+        dropout_rate: dropout on the attention weights (a Python float).
+        seed: int32 ``[2]`` dropout seed (required when ``dropout_rate > 0``).
+
+    Returns:
+        ``(output, weights)``: ``[batch, tokens, heads, head_dim]`` in the dtype
+        of ``value``, and the float32 ``[batch, heads, q, k]`` weights before dropout.
+    """
     scale = tf.math.rsqrt(tf.cast(tf.shape(query)[-1], tf.float32))
     # Scale folded into the (smaller) query; logits and softmax in float32.
     query = query * tf.cast(scale, query.dtype)
@@ -73,16 +146,27 @@ def _dense_attention(query, key, value, mask, dropout_rate, seed):
     if mask is not None:
         logits = tf.where(mask, logits, -1e30)
     weights = tf.nn.softmax(logits, axis=-1)
-    dropped = weights if dropout_rate == 0.0 else _dropout(weights, dropout_rate, seed)
+    dropped = dropout(weights, dropout_rate, seed)
     output = tf.einsum("bhqk,bkhd->bqhd", tf.cast(dropped, value.dtype), value)
     return output, weights
 
 
-def _blockwise_attention(query, key, value, block_size):
+def blockwise_attention(
+    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, block_size: int
+) -> tf.Tensor:
     """Online softmax over key blocks: memory O(tokens x block) instead of O(tokens²).
 
     Keys and values are padded to whole blocks (the padding masked out) and the
     blocks folded with a running maximum, sum and output, in float32.
+
+    Args:
+        query: ``[batch, tokens, heads, head_dim]``.
+        key: ``[batch, tokens, heads, head_dim]``.
+        value: ``[batch, tokens, heads, head_dim]``.
+        block_size: keys per block.
+
+    Returns:
+        ``[batch, tokens, heads, head_dim]`` in the dtype of ``value``.
     """
     scale = tf.math.rsqrt(tf.cast(tf.shape(query)[-1], tf.float32))
     query = tf.cast(query, tf.float32) * scale
@@ -133,20 +217,20 @@ def _blockwise_attention(query, key, value, block_size):
 @tf.function(jit_compile=True)
 def _fused(query, key, value, mask, dropout_rate, seed, block_size):
     if block_size:
-        return _blockwise_attention(query, key, value, block_size), None
-    return _dense_attention(query, key, value, mask, dropout_rate, seed)
+        return blockwise_attention(query, key, value, block_size), None
+    return dense_attention(query, key, value, mask, dropout_rate, seed)
 
 
 def fused_attention(
-    query,
-    key,
-    value,
-    mask=None,
+    query: TensorLike,
+    key: TensorLike,
+    value: TensorLike,
+    mask: TensorLike | None = None,
     dropout_rate: float = 0.0,
-    seed=None,
+    seed: TensorLike | None = None,
     return_weights: bool = False,
     block_size: int | None = None,
-):
+) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
     """softmax(q kᵀ / √d) v over all heads, compiled by XLA into one function.
 
     Args:

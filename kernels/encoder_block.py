@@ -26,14 +26,30 @@ from __future__ import annotations
 import math
 
 import tensorflow as tf
+from tensorflow.types.experimental import TensorLike
 
-from keras_vit.kernels.attention import _blockwise_attention, _dense_attention, dropout_seed
+from keras_vit.kernels.attention import blockwise_attention, dense_attention, dropout, dropout_seed
+from keras_vit.numerics import LAYER_NORM_EPSILON
 
+# LayerNorm_0, the attention's query/key/value/out, LayerNorm_2, MlpBlock_3/Dense_{0,1}.
 PARAM_NAMES = (
-    "ln0_scale", "ln0_bias", "q_kernel", "q_bias", "k_kernel", "k_bias", "v_kernel", "v_bias",
-    "out_kernel", "out_bias", "ln2_scale", "ln2_bias", "mlp0_kernel", "mlp0_bias",
-    "mlp1_kernel", "mlp1_bias",
-)  # fmt: skip
+    "ln0_scale",
+    "ln0_bias",
+    "q_kernel",
+    "q_bias",
+    "k_kernel",
+    "k_bias",
+    "v_kernel",
+    "v_bias",
+    "out_kernel",
+    "out_bias",
+    "ln2_scale",
+    "ln2_bias",
+    "mlp0_kernel",
+    "mlp0_bias",
+    "mlp1_kernel",
+    "mlp1_bias",
+)
 
 
 def _layer_norm(x, scale, bias, eps):
@@ -50,29 +66,22 @@ def _gelu(x, approximate):
     return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
 
 
-def _dropout(x, rate, seed, salt):
-    if rate == 0.0:
-        return x
-    keep = tf.random.stateless_uniform(tf.shape(x), seed=seed + salt) >= rate
-    return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
-
-
-def _block_body(
-    x, p, approximate_gelu, eps, dropout_rate, attention_dropout_rate, seed, block_size
-):
+def _block_body(x, p, options, dropout_rate, seed):
+    """One block; ``options`` is ``(approximate_gelu, eps, attention_dropout_rate, block_size)``."""
+    approximate_gelu, eps, attention_dropout_rate, block_size = options
     h = _layer_norm(x, p["ln0_scale"], p["ln0_bias"], eps)
     q, k, v = (tf.einsum("btd,dnh->btnh", h, p[f"{n}_kernel"]) + p[f"{n}_bias"] for n in "qkv")
     if block_size:
-        context = _blockwise_attention(q, k, v, block_size)
+        context = blockwise_attention(q, k, v, block_size)
     else:
-        context, _ = _dense_attention(q, k, v, None, attention_dropout_rate, seed + 1)
+        context, _ = dense_attention(q, k, v, None, attention_dropout_rate, seed + 1)
     y = tf.einsum("btnh,nhd->btd", context, p["out_kernel"]) + p["out_bias"]
-    x = x + _dropout(y, dropout_rate, seed, 2)
+    x = x + dropout(y, dropout_rate, seed + 2)
     h = _layer_norm(x, p["ln2_scale"], p["ln2_bias"], eps)
     h = _gelu(tf.matmul(h, p["mlp0_kernel"]) + p["mlp0_bias"], approximate_gelu)
-    h = _dropout(h, dropout_rate, seed, 3)
+    h = dropout(h, dropout_rate, seed + 3)
     h = tf.matmul(h, p["mlp1_kernel"]) + p["mlp1_bias"]
-    return x + _dropout(h, dropout_rate, seed, 4)
+    return x + dropout(h, dropout_rate, seed + 4)
 
 
 _block = tf.function(_block_body, jit_compile=True)
@@ -80,24 +89,22 @@ _block = tf.function(_block_body, jit_compile=True)
 
 @tf.function(jit_compile=True)
 def _encoder(x, pos_embedding, blocks, norm_scale, norm_bias, options, dropout_rate, seed):
-    approximate_gelu, eps, attention_dropout_rate, block_size = options
-    x = _dropout(x + pos_embedding, dropout_rate, seed, 5)
+    x = dropout(x + pos_embedding, dropout_rate, seed + 5)
     for i, params in enumerate(blocks):
-        x = _block_body(x, params, approximate_gelu, eps, dropout_rate, attention_dropout_rate,
-                        seed + 7 * (i + 1), block_size)  # fmt: skip
-    return _layer_norm(x, norm_scale, norm_bias, eps)
+        x = _block_body(x, params, options, dropout_rate, seed + 7 * (i + 1))
+    return _layer_norm(x, norm_scale, norm_bias, options[1])
 
 
 def encoder_block(
-    x,
-    params: dict,
+    x: TensorLike,
+    params: dict[str, TensorLike],
     approximate_gelu: bool = True,
-    epsilon: float = 1e-6,
+    epsilon: float = LAYER_NORM_EPSILON,
     dropout_rate: float = 0.0,
     attention_dropout_rate: float = 0.0,
-    seed=None,
+    seed: TensorLike | None = None,
     block_size: int | None = None,
-):
+) -> tf.Tensor:
     """Applies one encoder block; same numbers as the layer-by-layer reference.
 
     Args:
@@ -119,23 +126,23 @@ def encoder_block(
     """
     seed = dropout_seed(seed, dropout_rate, attention_dropout_rate, kernel="encoder_block")
     params = {name: params[name] for name in PARAM_NAMES}
-    return _block(x, params, bool(approximate_gelu), float(epsilon), float(dropout_rate),
-                  float(attention_dropout_rate), seed, block_size)  # fmt: skip
+    options = (bool(approximate_gelu), float(epsilon), float(attention_dropout_rate), block_size)
+    return _block(x, params, options, float(dropout_rate), seed)
 
 
 def encoder(
-    x,
-    pos_embedding,
-    blocks: list,
-    norm_scale,
-    norm_bias,
+    x: TensorLike,
+    pos_embedding: TensorLike,
+    blocks: list[dict[str, TensorLike]],
+    norm_scale: TensorLike,
+    norm_bias: TensorLike,
     approximate_gelu: bool = True,
-    epsilon: float = 1e-6,
+    epsilon: float = LAYER_NORM_EPSILON,
     dropout_rate: float = 0.0,
     attention_dropout_rate: float = 0.0,
-    seed=None,
+    seed: TensorLike | None = None,
     block_size: int | None = None,
-):
+) -> tf.Tensor:
     """The whole encoder in one XLA function: position embeddings, every block, final norm.
 
     One compiled function instead of one per block: no hand-over between blocks

@@ -17,10 +17,28 @@ from __future__ import annotations
 
 import tensorflow as tf
 from keras import ops
+from tensorflow.types.experimental import TensorLike
 
 
-def patch_embed_reference(images, kernel, bias, cls_token=None, pos_embedding=None):
-    """The official formulation: a strided VALID convolution, then flatten (keras.ops)."""
+def patch_embed_reference(
+    images: TensorLike,
+    kernel: TensorLike,
+    bias: TensorLike,
+    cls_token: TensorLike | None = None,
+    pos_embedding: TensorLike | None = None,
+) -> tf.Tensor:
+    """The official formulation: a strided VALID convolution, then flatten (keras.ops).
+
+    Args:
+        images: ``[batch, height, width, channels]``.
+        kernel: ``[p, p, channels, hidden]``.
+        bias: ``[hidden]``.
+        cls_token: optional ``[1, 1, hidden]``, prepended.
+        pos_embedding: optional ``[1, tokens, hidden]``, added.
+
+    Returns:
+        ``[batch, tokens, hidden]``.
+    """
     patch = kernel.shape[0]
     x = ops.conv(images, ops.cast(kernel, images.dtype), strides=patch, padding="valid") + bias
     x = ops.reshape(x, (ops.shape(x)[0], -1, kernel.shape[-1]))
@@ -45,7 +63,13 @@ def _patch_embed(images, kernel, bias, cls_token, pos_embedding):
     return x if pos_embedding is None else x + pos_embedding
 
 
-def patch_embed(images, kernel, bias, cls_token=None, pos_embedding=None):
+def patch_embed(
+    images: TensorLike,
+    kernel: TensorLike,
+    bias: TensorLike,
+    cls_token: TensorLike | None = None,
+    pos_embedding: TensorLike | None = None,
+) -> tf.Tensor:
     """Patchify as reshape + one matmul (XLA-compiled).
 
     Args:
@@ -58,6 +82,9 @@ def patch_embed(images, kernel, bias, cls_token=None, pos_embedding=None):
 
     Returns:
         ``[batch, tokens, hidden]``.
+
+    Raises:
+        ValueError: when a known image side is not divisible by the patch size.
     """
     p = kernel.shape[0]
     if any(size is not None and size % p for size in images.shape[1:3]):

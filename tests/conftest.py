@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
 import pytest  # noqa: E402
+
+from keras_vit.variants import parse_model_name  # noqa: E402
+
+if TYPE_CHECKING:
+    import keras
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
-# The tiny config of the reference fixtures (see ../shared/fixtures/README.md).
-TINY = dict(
-    image_size=64,
-    patch_size=16,
-    hidden_size=64,
-    num_layers=2,
-    num_heads=2,
-    mlp_dim=128,
-    num_classes=10,
-)
+# The tiny config of the reference fixtures (see ../shared/fixtures/README.md): the
+# Mu variant at 64 px with 10 classes.
+TINY = dict(parse_model_name("ViT-Mu/16")[2], image_size=64, num_classes=10)
 
 
 def fixture_path(name: str) -> Path:
-    """A reference fixture, or a skip (a failure under CI=true) when it is absent."""
+    """A reference fixture, or a skip (a failure under CI=true) when it is absent.
+
+    Args:
+        name: the file name in ``../shared/fixtures``.
+
+    Returns:
+        Its path.
+    """
     path = FIXTURES / name
     if not path.exists():
         message = f"reference fixture {path} is absent"
@@ -37,19 +44,39 @@ def fixture_path(name: str) -> Path:
 
 
 def load_fixture(name: str) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` reference fixture (see ``fixture_path``).
+
+    Args:
+        name: the file name in ``../shared/fixtures``.
+
+    Returns:
+        Array name -> array.
+    """
     with np.load(fixture_path(name), allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 
-def relative_error(actual, expected) -> float:
-    """max |actual - expected| / max |expected|: the parity metric of this suite."""
+def relative_error(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
+    """The parity metric of this suite.
+
+    Args:
+        actual: ours.
+        expected: the reference.
+
+    Returns:
+        max |actual - expected| / max |expected|, in float64.
+    """
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
 @pytest.fixture(scope="session")
-def official_vit():
-    """The tiny official ViT with the fixture's weights, and its reference outputs."""
+def official_vit() -> tuple[keras.Model, dict[str, np.ndarray]]:
+    """The tiny official ViT with the fixture's weights, and its reference outputs.
+
+    Returns:
+        ``(model, the arrays of official_tiny_vit.io.npz)``.
+    """
     from keras_vit.checkpoints import load_npz
     from keras_vit.models import ViT
 
@@ -58,8 +85,15 @@ def official_vit():
     return model, load_fixture("official_tiny_vit.io.npz")
 
 
-def read_scalars(folder) -> dict[str, list[tuple[int, float]]]:
-    """The scalars of a TensorBoard log folder: tag -> [(step, value)]."""
+def read_scalars(folder: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of a TensorBoard log folder.
+
+    Args:
+        folder: the folder of event files.
+
+    Returns:
+        Tag -> ``[(step, value)]`` in the order written.
+    """
     import tensorflow as tf
 
     scalars: dict[str, list[tuple[int, float]]] = {}

@@ -147,7 +147,7 @@ def test_bad_inputs_fail_clearly():
         analysis.attention_weights(ResNetV2(layers=(1,), width=0.5, image_size=32), images())
     with pytest.raises(ValueError, match=r"images must be \[batch, 32, 32, 3\]"):
         analysis.attention_weights(ViT(**SMALL), images(size=48))
-    with pytest.raises(ValueError, match="square grid"):
+    with pytest.raises(ValueError, match="not a square"):
         analysis.mean_attention_distance(np.ones((1, 1, 7, 7)) / 7, 16, 1)
 
 

@@ -1,15 +1,18 @@
 """Checkpoint loading, saving, resampling and bad checkpoints."""
 
 import logging
+import os
 import re
 
 import numpy as np
 import pytest
 import scipy.ndimage
 
-from keras_vit.checkpoints import CheckpointError, load_npz, load_timm, save_npz
+from keras_vit.checkpoints import CheckpointError, load_npz, load_timm, load_weights_file, save_npz
+from keras_vit.checkpoints import loader as loader_module
+from keras_vit.checkpoints.families import detect_family
 from keras_vit.checkpoints.posemb import resample_position_embeddings
-from keras_vit.models import ViT
+from keras_vit.models import ResNetV2, ViT
 
 from .conftest import TINY, fixture_path, load_fixture, relative_error
 
@@ -260,3 +263,85 @@ def test_named_checkpoint_from_the_keras_cache(tmp_path, monkeypatch):
     model = ViT_Ti16(weights="augreg_in21k_ft_in1k", image_size=32, num_classes=1000)
     x = rng.uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(model.predict(x, verbose=0), source.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "name, family, model",
+    [
+        ("official_tiny_vit.params.npz", "official ViT", "vit"),
+        ("official_tiny_hybrid_rootonly.params.npz", "official hybrid", "hybrid"),
+        ("bigvision_tiny_vit_map_sincos.params.npz", "big_vision ViT with MAP head", "vit"),
+        ("timm_tiny_vit.state_dict.npz", "timm ViT", "vit"),
+        ("timm_tiny_vit_avgpool_fcnorm.state_dict.npz", "timm ViT with fc_norm", "vit"),
+        ("timm_tiny_deit_distilled.state_dict.npz", "timm DeiT distilled", "vit"),
+        ("timm_bit_resnetv2_l1111_x0p5.state_dict.npz", "timm BiT", "bit"),
+    ],
+)
+def test_each_fixture_is_recognised_by_one_row(name, family, model):
+    row = detect_family(load_fixture(name))
+    assert (row.name, row.model) == (family, model)
+
+
+def test_family_table_rows_for_other_layouts(params):
+    assert detect_family(_big_vision(params)).name == "big_vision ViT"
+    assert detect_family(_linen(params)).name == "official ViT"
+    assert detect_family({"resnet/root_block/standardized_conv2d/kernel": 0}).name == "BiT"
+    assert detect_family({"patch_embed.backbone.stem.conv.weight": 0}).name == "timm hybrid ViT"
+    with pytest.raises(CheckpointError, match="unrecognised checkpoint"):
+        detect_family({"vit.embeddings.cls_token": 0})
+
+
+@pytest.mark.parametrize(
+    "name, loader",
+    [
+        ("official_tiny_vit.params.npz", load_weights_file),
+        ("timm_tiny_vit.state_dict.npz", load_weights_file),
+        ("official_tiny_vit.params.npz", load_npz),
+    ],
+)
+def test_a_file_is_read_once_and_its_family_decided_once(monkeypatch, name, loader):
+    calls = []
+
+    def counted(function):
+        def wrapper(*args, **kwargs):
+            calls.append(function.__name__)
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(loader_module, "read_checkpoint", counted(loader_module.read_checkpoint))
+    monkeypatch.setattr(loader_module, "detect_family", counted(loader_module.detect_family))
+    approximate = name.startswith("official")
+    loader(ViT(**TINY, approximate_gelu=approximate), fixture_path(name))
+    assert sorted(calls) == ["detect_family", "read_checkpoint"]
+
+
+def test_wrong_model_family_is_named_before_the_head_count(tmp_path):
+    bit = {"resnet/root_block/standardized_conv2d/kernel": np.ones((7, 7, 3, 64), "float32")}
+    model = ResNetV2(layers=(1,), width=0.5, image_size=32, num_classes=2)
+    with pytest.raises(CheckpointError, match="'vit' checkpoint but the model is a 'bit' model"):
+        load_timm(model, fixture_path("timm_tiny_vit.state_dict.npz"))
+    with pytest.raises(CheckpointError, match="'bit' checkpoint but the model is a 'vit' model"):
+        load_weights_file(ViT(**TINY), write(tmp_path / "bit.npz", bit))
+
+
+def test_save_npz_is_atomic_and_synced(tmp_path, monkeypatch, official_vit):
+    model, _ = official_vit
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"old")
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+
+    def failing_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "savez", failing_savez)
+        with pytest.raises(OSError, match="disk full"):
+            save_npz(model, path)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.npz"]
+    save_npz(model, path)
+    assert os.listdir(tmp_path) == ["model.npz"]
+    assert len(synced) == 2  # the file, then its folder
+    assert set(load_fixture_file(path)) == set(load_fixture("official_tiny_vit.params.npz"))

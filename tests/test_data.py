@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_vit.data import DataError, eval_dataset, load_source
+from keras_vit import preprocess_input
+from keras_vit.data import DataError, eval_dataset, load_digits, load_source
 from keras_vit.data.augment import NO_AUGMENTATION
 from keras_vit.training import RunOptions, fit, get_recipe
 
@@ -82,6 +83,16 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "fresh" / "test" / "dog").mkdir()
     with pytest.raises(DataError, match="has classes that train/ lacks: dog"):
         load_source(str(tmp_path / "fresh"))
+
+
+def test_digits_forms_agree():
+    (model_inputs, _), _ = load_digits()
+    (values, _), _ = load_digits(form="pixels")
+    (files, _), _ = load_digits(form="uint8")
+    np.testing.assert_array_equal(model_inputs, preprocess_input(values))
+    assert files.dtype == np.uint8 and np.abs(files - values).max() <= 0.5
+    with pytest.raises(ValueError, match="form must be one of"):
+        load_digits(form="png")
 
 
 class KerasVitTestShapes(tfds.core.GeneratorBasedBuilder):

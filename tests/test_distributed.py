@@ -164,6 +164,12 @@ def test_killed_in_the_middle_of_saves_never_corrupts(tmp_path):
         )
         restored.append(int(process.stdout.readline().split()[1]))
         assert restored[-1] == (before or 0)  # it starts from the newest complete backup
+        # A first save can take over a second on a loaded machine: wait for one, so that
+        # every kill finds backups of this run (and lands in a later save).
+        started = time.monotonic()
+        while tf.train.latest_checkpoint(str(backups)) in (None, f"{backups}/ckpt-{before}"):
+            time.sleep(0.02)
+            assert process.poll() is None and time.monotonic() - started < 120
         time.sleep(rng.uniform(0.3, 2.0))
         process.kill()
         process.wait()

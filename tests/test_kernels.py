@@ -1,7 +1,13 @@
 """Fused kernels against their reference implementations.
 
-Tolerances (relative error max|fused - reference| / max|reference|): 1e-5 in
-float32, 1e-2 in bfloat16, for outputs and gradients.
+Float32: the fused path and the reference agree within 1e-5 relative error
+(max|fused - reference| / max|reference|), outputs and gradients.
+
+Bfloat16: both paths round differently, and their difference on an x86 CPU
+without native bfloat16 arithmetic reaches 2e-2 while each stays within 1.6e-2
+of the exact result. So each is compared with the float32 computation on the
+same (bfloat16-rounded) inputs: the fused path must be within 2e-2 of it and no
+less accurate than the reference path (at most 1.5x its error).
 """
 
 import subprocess
@@ -25,7 +31,8 @@ from keras_vit.models import ViT
 
 from .conftest import relative_error
 
-TOLERANCE = {"float32": 1e-5, "bfloat16": 1e-2}
+TOLERANCE = {"float32": 1e-5, "bfloat16": 2e-2}
+BF16_VS_REFERENCE = 1.5
 
 
 def tensors(*shapes, dtype="float32", scale=1.0, seed=0):
@@ -43,15 +50,27 @@ def value_and_grads(fn, inputs, seed=1):
     return out, tape.gradient(loss, inputs)
 
 
+def _f32(x) -> np.ndarray:
+    return np.asarray(tf.cast(x, tf.float32))
+
+
 def assert_close(actual, expected, dtype):
-    actual, expected = (
-        np.asarray(tf.cast(actual, tf.float32)),
-        np.asarray(tf.cast(expected, tf.float32)),
-    )
+    actual, expected = _f32(actual), _f32(expected)
     if not np.any(expected):  # e.g. the q/k gradients of a single token: exactly zero
         assert np.abs(actual).max() <= TOLERANCE[dtype]
     else:
         assert relative_error(actual, expected) <= TOLERANCE[dtype]
+
+
+def assert_as_accurate(fused, reference, exact):
+    """Bfloat16: ``fused`` within the bound of ``exact`` (float32) and no worse than ``reference``."""
+    fused, reference, exact = _f32(fused), _f32(reference), _f32(exact)
+    if not np.any(exact):
+        assert np.abs(fused).max() <= TOLERANCE["bfloat16"]
+        return
+    error = relative_error(fused, exact)
+    assert error <= TOLERANCE["bfloat16"]
+    assert error <= BF16_VS_REFERENCE * max(relative_error(reference, exact), 1e-3)
 
 
 SHAPES = [(2, 17, 3, 8), (1, 1, 1, 4), (1, 50, 5, 7), (3, 197, 12, 64)]
@@ -64,9 +83,14 @@ def test_fused_attention_forward_and_gradients(shape, dtype):
     fused, fused_grads = value_and_grads(lambda q, k, v: fused_attention(q, k, v), inputs)
     ref, ref_grads = value_and_grads(lambda q, k, v: attention_reference(q, k, v), inputs)
     assert fused.dtype == ref.dtype == tf.as_dtype(dtype)
-    assert_close(fused, ref, dtype)
-    for a, b in zip(fused_grads, ref_grads):
-        assert_close(a, b, dtype)
+    if dtype == "float32":
+        for a, b in zip([fused, *fused_grads], [ref, *ref_grads]):
+            assert_close(a, b, dtype)
+        return
+    exact_inputs = [tf.cast(x, tf.float32) for x in inputs]
+    exact, exact_grads = value_and_grads(attention_reference, exact_inputs)
+    for a, b, c in zip([fused, *fused_grads], [ref, *ref_grads], [exact, *exact_grads]):
+        assert_as_accurate(a, b, c)
 
 
 @pytest.mark.parametrize("block_size", [4, 16, 50, 64])
@@ -117,41 +141,54 @@ def test_returned_weights_and_dropout():
         fused_attention(q, k, v, dropout_rate=0.1)
 
 
+def _block_outputs(dtype, approximate, block_size, fused):
+    """Output, input gradient and weight gradients of one encoder block, fixed weights."""
+    layer = Encoder1DBlock(
+        48, 3, approximate_gelu=approximate, attention_impl="reference", dtype=dtype
+    )
+    x = tensors((2, 21, 24), dtype="bfloat16")[0]  # bfloat16-exact values in every dtype
+    x = tf.cast(x, dtype)
+    layer.build(x.shape)
+    rng = np.random.default_rng(0)
+    for w in layer.weights:
+        w.assign(tf.cast(tf.cast(rng.normal(size=w.shape) * 0.3, "bfloat16"), dtype))
+    cotangent = tf.constant(rng.normal(size=x.shape), dtype)
+
+    def run(x):
+        if fused:
+            return encoder_block(x, layer.fused_params(x.dtype), approximate, block_size=block_size)
+        return layer(x)
+
+    variables = [w.value for w in layer.trainable_weights]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = run(x)
+        loss = tf.reduce_sum(tf.cast(out * cotangent, tf.float32))
+    grads = tape.gradient(loss, [x, *variables])
+    names = [w.path for w in layer.trainable_weights]
+    return [_f32(out), *map(_f32, grads)], names
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("approximate", [True, False])
 @pytest.mark.parametrize("block_size", [None, 8])
 def test_encoder_block_matches_the_layers(dtype, approximate, block_size):
-    reference = Encoder1DBlock(
-        48, 3, approximate_gelu=approximate, attention_impl="reference", dtype=dtype
-    )
-    x = tensors((2, 21, 24), dtype=dtype)[0]
-    reference.build(x.shape)
-    rng = np.random.default_rng(0)
-    for w in reference.weights:
-        w.assign(rng.normal(size=w.shape) * 0.3)
-    params = reference.fused_params(x.dtype)
-    fused, grads = value_and_grads(
-        lambda x, p: encoder_block(x, p, approximate, block_size=block_size), [x, params]
-    )
-    ref, ref_grads = value_and_grads(lambda x, p: reference(x), [x, params])
-    assert_close(fused, ref, dtype)
-    assert_close(grads[0], ref_grads[0], dtype)  # w.r.t. the input
-    with tf.GradientTape(persistent=True) as tape:
-        fused_out = encoder_block(
-            x, reference.fused_params(x.dtype), approximate, block_size=block_size
-        )
-        ref_out = reference(x)
-        cot = tf.constant(rng.normal(size=x.shape), x.dtype)
-        fused_loss = tf.reduce_sum(tf.cast(fused_out * cot, tf.float32))
-        ref_loss = tf.reduce_sum(tf.cast(ref_out * cot, tf.float32))
-    variables = [w.value for w in reference.trainable_weights]
-    fused_grads = [np.asarray(tf.cast(g, tf.float32)) for g in tape.gradient(fused_loss, variables)]
-    ref_grads = [np.asarray(tf.cast(g, tf.float32)) for g in tape.gradient(ref_loss, variables)]
-    # Relative to the largest gradient of the block: the key bias's exact gradient
-    # is zero (softmax ignores a shift shared by all keys), so its own scale is noise.
-    scale = max(np.abs(g).max() for g in ref_grads)
-    for a, b, w in zip(fused_grads, ref_grads, reference.trainable_weights):
-        assert np.abs(a - b).max() <= TOLERANCE[dtype] * scale, w.path
+    fused, names = _block_outputs(dtype, approximate, block_size, fused=True)
+    reference, _ = _block_outputs(dtype, approximate, block_size, fused=False)
+    exact = _block_outputs("float32", approximate, block_size, fused=False)[0]
+    # Weight gradients relative to the largest of the block: the key bias's exact
+    # gradient is zero (softmax ignores a shift shared by all keys), so its own
+    # scale is noise.
+    scale = max(np.abs(g).max() for g in reference[2:])
+    for i, (a, b, c) in enumerate(zip(fused, reference, exact)):
+        what = ["output", "input gradient", *names][i]
+        norm = np.abs(b).max() if i < 2 else scale
+        if dtype == "float32":
+            assert np.abs(a - b).max() <= TOLERANCE[dtype] * norm, what
+        else:
+            error = np.abs(a - c).max() / norm
+            assert error <= TOLERANCE[dtype], what
+            assert error <= BF16_VS_REFERENCE * max(np.abs(b - c).max() / norm, 1e-3), what
 
 
 @pytest.mark.parametrize("size", [(32, 48), (16, 16)])

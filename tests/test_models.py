@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_vit
 from keras_vit import layers
-from keras_vit.models import ViT
+from keras_vit.models import ResNetV2, ViT
 
 from .conftest import TINY
 
@@ -35,6 +35,25 @@ def images(shape=(2, 32, 32, 3), seed=0):
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ViT(**dict(SMALL, **kwargs))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [lambda **kw: ViT(**dict(SMALL, **kw)), lambda **kw: ResNetV2(layers=(1,), width=0.5, **kw)],
+    ids=["vit", "bit"],
+)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(image_size=(32, 32, 3)), "image_size must be a positive int or a"),
+        (dict(image_size=32, num_classes=0), "num_classes must be a positive int; got 0"),
+        (dict(image_size=32, pooling="avg"), "pooling applies only with include_top=False"),
+        (dict(image_size=32, include_top=False, pooling="mean"), "pooling must be one of"),
+    ],
+)
+def test_builders_share_the_argument_checks(build, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build(**kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@
 Parity tolerance: max|ours - reference| / max|reference| <= 5e-5 in float32.
 """
 
+import json
 import logging
+import zipfile
 
 import keras
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 
 from keras_vit import layers
 from keras_vit.checkpoints import CheckpointError, load_npz, load_timm, save_npz
+from keras_vit.checkpoints.assign import model_params
 from keras_vit.models import ResNetV2, ViT
 
 from .conftest import fixture_path, load_fixture, relative_error
@@ -41,8 +44,10 @@ def test_official_hybrid_logits():
     model = ViT(**TINY_HYBRID, weights=fixture_path("official_tiny_hybrid_rootonly.params.npz"))
     assert model.count_params() == 97_930
     x = io["input_nhwc"]
-    gn_root = keras.Model(model.input, model.get_layer("gn_root").output).predict(x, verbose=0)
-    assert relative_error(gn_root, io["act/gn_root"]) <= TOLERANCE
+    root = keras.Model(model.input, model.get_layer("root").output).predict(x, verbose=0)
+    # The fixture taps gn_root; the root goes on with ReLU and a 3x3/2 SAME max-pool.
+    expected = keras.ops.max_pool(np.maximum(io["act/gn_root"], 0), 3, 2, padding="same")
+    assert relative_error(root, expected) <= TOLERANCE
     assert relative_error(model.predict(x, verbose=0), io["logits"]) <= TOLERANCE
 
 
@@ -178,7 +183,8 @@ def test_hybrid_stages_shapes_and_bad_sizes():
     [
         (dict(layers=()), "layers must be"),
         (dict(width=0), "width must be positive"),
-        (dict(pooling="avg"), "pooling must be"),
+        (dict(pooling="avg"), "pooling applies only with include_top=False"),
+        (dict(include_top=False, pooling="token"), "pooling must be one of"),
         (dict(num_classes=-1), "num_classes must be"),
     ],
 )
@@ -192,8 +198,10 @@ RESNET_LAYERS = [
     layers.PreActConv(8, 3, 2, projection_filters=16, projection_strides=2),
     layers.PreActBottleneck(64, 16, strides=2, project=True),
     layers.ResidualUnit(16, strides=2),
-    layers.ResNetStage(2, 32, strides=2, preact=False),
+    layers.ResNetStage(2, 32, strides=2, unit=layers.ResidualUnit),
+    layers.ResNetStage(1, 32, unit="keras_vit>PreActBottleneck"),
     layers.BiTRootBlock(32),
+    layers.HybridRoot(32),
 ]
 
 
@@ -201,17 +209,80 @@ RESNET_LAYERS = [
 def test_resnet_layer_config_round_trip(layer):
     config = layer.get_config()
     assert type(layer).from_config(config).get_config() == config
+    assert keras.saving.get_registered_name(type(layer)) == f"keras_vit>{type(layer).__name__}"
+
+
+def test_stage_unit_names_and_bad_unit():
+    bit = layers.ResNetStage(2, 32, unit=layers.PreActBottleneck, name="block1")
+    hybrid = layers.ResNetStage(2, 32, unit=layers.ResidualUnit, name="block1")
+    x = np.zeros((1, 8, 8, 64), "float32")
+    bit(x), hybrid(x)
+    assert [unit.name for unit in bit.units] == ["unit01", "unit02"]
+    assert [unit.name for unit in hybrid.units] == ["unit1", "unit2"]
+    with pytest.raises(ValueError, match="unit must be a residual unit class"):
+        layers.ResNetStage(2, 32, unit=keras.layers.Dense)
+
+
+def test_hybrid_root_weights_carry_the_official_keys():
+    model = ViT(**dict(TINY_HYBRID, resnet_layers=(1,)))
+    assert [w.path for w in model.get_layer("root").weights] == [
+        "root/conv_root/kernel",
+        "root/gn_root/gamma",
+        "root/gn_root/beta",
+    ]
+    keys = model_params(model).keys()
+    assert {"conv_root/kernel", "gn_root/scale", "gn_root/bias", "block1/unit1/gn1/scale"} <= keys
+
+
+def _randomize(model, rng):
+    for w in model.weights:
+        w.assign(rng.normal(size=w.shape).astype("float32") * 0.1 + (1 if "gamma" in w.path else 0))
+    return model
 
 
 @pytest.mark.parametrize(
     "build", [lambda: ResNetV2(**TINY_BIT), lambda: ViT(**dict(TINY_HYBRID, resnet_layers=(1,)))]
 )
 def test_keras_file_round_trip(tmp_path, build):
-    model = build()
     rng = np.random.default_rng(0)
-    for w in model.weights:
-        w.assign(rng.normal(size=w.shape).astype("float32") * 0.1 + (1 if "gamma" in w.path else 0))
+    model = _randomize(build(), rng)
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
     x = rng.uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def _write_stages_as_preact(path):
+    """Rewrites a ``.keras`` file's stage configs as files saved before the family split:
+    ``preact`` (True for BiT units) where the stage now names its ``unit``."""
+
+    def rewrite(node):
+        if isinstance(node, dict):
+            if node.get("registered_name") == "keras_vit>ResNetStage":
+                unit = node["config"].pop("unit")
+                node["config"]["preact"] = unit == "keras_vit>PreActBottleneck"
+            return {key: rewrite(value) for key, value in node.items()}
+        return [rewrite(value) for value in node] if isinstance(node, list) else node
+
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = rewrite(json.loads(files["config.json"]))
+    assert '"preact"' in json.dumps(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("unit", [layers.PreActBottleneck, layers.ResidualUnit])
+def test_keras_files_with_preact_stages_still_load(tmp_path, unit):
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((8, 8, 64))
+    model = keras.Model(inputs, layers.ResNetStage(2, 32, 2, unit=unit, name="block2")(inputs))
+    model = _randomize(model, rng)
+    model.save(tmp_path / "old.keras")
+    _write_stages_as_preact(tmp_path / "old.keras")
+    restored = keras.saving.load_model(tmp_path / "old.keras")
+    assert restored.get_layer("block2").unit == keras.saving.get_registered_name(unit)
+    x = rng.uniform(-1, 1, (2, 8, 8, 64)).astype("float32")
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))

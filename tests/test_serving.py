@@ -10,7 +10,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from keras_vit import cli
+from keras_vit import cli, preprocess_input
+from keras_vit.images import load_image, load_pixels
 from keras_vit.models import create_model
 from keras_vit.serving import export_model, python_backend_config, validate
 from keras_vit.serving.client import check_model, classify, heal
@@ -43,7 +44,7 @@ def pixels(n, seed=0):
 
 
 def expected(model, images):
-    return model.predict(images.astype(np.float32) / 127.5 - 1.0, verbose=0)
+    return model.predict(preprocess_input(images), verbose=0)
 
 
 def infer(module, url, name, data, dtype, outputs=None):
@@ -92,6 +93,21 @@ def test_classification_labels(server, model, tmp_path):
         for name in ("vit", "vit_jpeg"):
             top = classify([path], url, name, protocol, top=2)[0]
             assert top[0][1:] == (best, LABELS[best]) and len(top) == 2
+
+
+def test_client_pixels_are_the_rounded_resize(tmp_path):
+    """What classify sends a uint8 model: the SavedModel's bilinear resize, rounded."""
+    image = pixels(1, seed=4)[0]
+    path = tmp_path / "i.png"
+    path.write_bytes(tf.io.encode_png(image).numpy())
+    sent = load_pixels(path, (20, 24))
+    resized = tf.image.resize(tf.cast(image, tf.float32), (20, 24), method="bilinear")
+    assert sent.dtype == np.uint8
+    np.testing.assert_array_equal(sent, np.round(resized.numpy()))
+    np.testing.assert_array_equal(load_pixels(path, (32, 32)), image)  # the file's own size
+    np.testing.assert_array_equal(load_image(path, (20, 24)), preprocess_input(sent))
+    with pytest.raises(ValueError, match="cannot read image"):
+        load_pixels(tmp_path / "missing.png", (32, 32))
 
 
 @pytest.mark.parametrize(
@@ -263,8 +279,10 @@ def test_cli_serve_answers_and_stops_on_ctrl_c(model, tmp_path):
 
     export_model(model, tmp_path, "vit", labels=LABELS, max_batch_size=4)
     ports = [str(free_port()) for _ in range(3)]
-    command = [sys.executable, "-m", "keras_vit.cli", "serve", "--repo", str(tmp_path), "--http-port", ports[0],
-               "--grpc-port", ports[1], "--metrics-port", ports[2], "--check-every", "1"]  # fmt: skip
+    command = [sys.executable, "-m", "keras_vit.cli", "serve", "--repo", str(tmp_path)]
+    for flag, port in zip(("--http-port", "--grpc-port", "--metrics-port"), ports):
+        command += [flag, port]
+    command += ["--check-every", "1"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )

@@ -22,6 +22,7 @@ from keras_vit.data import (
     load_source,
 )
 from keras_vit.models import create_model
+from keras_vit.models.registry import create_recipe_model
 from keras_vit.training import RunOptions, build_model, fit, get_recipe, resolve
 from keras_vit.training.optim import WarmupSchedule, make_optimizer
 from keras_vit.training.step import make_train_function
@@ -259,6 +260,11 @@ def test_finetune_starts_from_a_zero_head(trained):
     )
     with pytest.raises(ValueError, match="pass --init"):
         build_model(recipe, 10, 16, None)
+
+
+def test_bit_recipes_take_no_architecture_arguments():
+    with pytest.raises(ValueError, match="BiT-R50x1 takes no dropout_rate"):
+        create_recipe_model("BiT-R50x1", 10, 32, model_args={"dropout_rate": 0.1})
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -10,16 +10,31 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
+import numpy.typing as npt
 from keras import ops
 
 from keras_vit.checkpoints.assign import model_grid
+from keras_vit.checkpoints.posemb import infer_grid
 from keras_vit.kernels import attention_weights as attention_probabilities
+from keras_vit.layers import Encoder
 
 
-def encoder_of(model: keras.Model):
-    """The model's ``Transformer`` encoder, or a ValueError for models without attention."""
+def encoder_of(model: keras.Model) -> Encoder:
+    """The encoder of a model with attention.
+
+    Args:
+        model: a keras_vit model.
+
+    Returns:
+        Its ``Transformer`` layer.
+
+    Raises:
+        ValueError: for a model without attention layers (BiT).
+    """
     try:
         return model.get_layer("Transformer")
     except ValueError:
@@ -29,7 +44,7 @@ def encoder_of(model: keras.Model):
         ) from None
 
 
-def _check_images(model: keras.Model, images) -> np.ndarray:
+def _check_images(model: keras.Model, images: npt.ArrayLike) -> np.ndarray:
     images = np.asarray(images, np.float32)
     expected = tuple(model.input_shape[1:])
     if images.ndim != 4 or images.shape[1:] != expected:
@@ -40,7 +55,7 @@ def _check_images(model: keras.Model, images) -> np.ndarray:
     return images
 
 
-def attention_weights(model: keras.Model, images) -> list[np.ndarray]:
+def attention_weights(model: keras.Model, images: npt.ArrayLike) -> list[np.ndarray]:
     """The attention weights of every encoder block.
 
     Args:
@@ -68,11 +83,17 @@ def attention_weights(model: keras.Model, images) -> list[np.ndarray]:
     return result
 
 
-def rollout_matrix(attentions) -> np.ndarray:
+def rollout_matrix(attentions: Sequence[npt.ArrayLike]) -> np.ndarray:
     """Head-averaged attention plus identity, rows renormalised, multiplied through the layers.
 
+    Args:
+        attentions: per-layer ``[batch, heads, tokens, tokens]`` weights, first layer first.
+
     Returns:
-        ``[batch, tokens, tokens]``: how much each token draws on each input token.
+        float64 ``[batch, tokens, tokens]``: how much each token draws on each input token.
+
+    Raises:
+        ValueError: for an empty ``attentions``.
     """
     rollout = None
     for attention in attentions:
@@ -86,7 +107,9 @@ def rollout_matrix(attentions) -> np.ndarray:
 
 
 def attention_rollout(
-    attentions, num_prefix_tokens: int = 1, grid: tuple[int, int] | None = None
+    attentions: Sequence[npt.ArrayLike],
+    num_prefix_tokens: int = 1,
+    grid: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The rolled-out attention of the class token (or the mean token) over the patches.
 
@@ -102,18 +125,21 @@ def attention_rollout(
     rollout = rollout_matrix(attentions)
     rows = rollout[:, 0] if num_prefix_tokens else rollout.mean(axis=1)
     patches = rows[:, num_prefix_tokens:]
-    grid_h, grid_w = grid or _square(patches.shape[-1])
+    grid_h, grid_w = grid or infer_grid(patches.shape[-1])
     return patches.reshape(-1, grid_h, grid_w).astype(np.float32)
 
 
-def _square(count: int) -> tuple[int, int]:
-    side = int(round(count**0.5))
-    if side * side != count:
-        raise ValueError(f"{count} patch tokens do not form a square grid; pass grid=(h, w)")
-    return side, side
-
-
 def model_patch_grid(model: keras.Model) -> tuple[int, int]:
-    """The patch grid of a ViT or hybrid model."""
+    """The patch grid of a ViT or hybrid model.
+
+    Args:
+        model: a keras_vit model with attention.
+
+    Returns:
+        ``(grid_h, grid_w)``.
+
+    Raises:
+        ValueError: for a model without attention layers.
+    """
     encoder_of(model)
     return model_grid(model)

@@ -11,17 +11,31 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
+
+from keras_vit.checkpoints.posemb import infer_grid
 
 
 def patch_distances(grid: tuple[int, int], patch_size: int) -> np.ndarray:
-    """Pixel distance between the centres of every pair of patches, ``[n, n]``."""
+    """Pixel distance between the centres of every pair of patches.
+
+    Args:
+        grid: ``(grid_h, grid_w)``.
+        patch_size: patch side in pixels.
+
+    Returns:
+        float64 ``[n, n]`` with ``n = grid_h * grid_w``, patches in row-major order.
+    """
     rows, cols = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
     coords = np.stack([rows.ravel(), cols.ravel()], axis=-1).astype(np.float64) * patch_size
     return np.linalg.norm(coords[:, None] - coords[None], axis=-1)
 
 
 def mean_attention_distance(
-    attention, patch_size: int, num_prefix_tokens: int = 1, grid: tuple[int, int] | None = None
+    attention: npt.ArrayLike,
+    patch_size: int,
+    num_prefix_tokens: int = 1,
+    grid: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Average query-key pixel distance weighted by attention, one value per head.
 
@@ -36,17 +50,17 @@ def mean_attention_distance(
 
     Returns:
         float64 ``[heads]`` distances in pixels, averaged over queries and batch.
+
+    Raises:
+        ValueError: for weights that are not ``[batch, heads, tokens, tokens]`` or
+            a grid that does not hold the patch tokens.
     """
     attention = np.asarray(attention, np.float64)
     if attention.ndim != 4 or attention.shape[-1] != attention.shape[-2]:
         raise ValueError(f"attention must be [batch, heads, tokens, tokens]; got {attention.shape}")
     patches = attention[:, :, num_prefix_tokens:, num_prefix_tokens:]
     count = patches.shape[-1]
-    if grid is None:
-        side = int(round(count**0.5))
-        if side * side != count:
-            raise ValueError(f"{count} patch tokens do not form a square grid; pass grid=(h, w)")
-        grid = (side, side)
+    grid = grid or infer_grid(count)
     if grid[0] * grid[1] != count:
         raise ValueError(f"grid {grid} does not hold {count} patch tokens")
     patches = patches / patches.sum(axis=-1, keepdims=True)

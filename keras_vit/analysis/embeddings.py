@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import numpy.typing as npt
 
 from keras_vit.analysis.attention import encoder_of, model_patch_grid
 from keras_vit.checkpoints.assign import model_params
 
 
-def cosine_similarity_grid(embeddings: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+def cosine_similarity_grid(embeddings: npt.ArrayLike, grid: tuple[int, int]) -> np.ndarray:
     """Cosine similarity of every position's embedding with every other.
 
     Args:
@@ -36,6 +37,9 @@ def cosine_similarity_grid(embeddings: np.ndarray, grid: tuple[int, int]) -> np.
 def position_embedding_similarity(model: keras.Model) -> np.ndarray:
     """Cosine similarity between the model's learned position embeddings.
 
+    Args:
+        model: a ViT or hybrid model.
+
     Returns:
         ``[grid_h, grid_w, grid_h, grid_w]``: entry ``[i, j]`` is the map of
         position (i, j)'s similarity to every position.
@@ -46,7 +50,9 @@ def position_embedding_similarity(model: keras.Model) -> np.ndarray:
     return cosine_similarity_grid(posemb[posemb.shape[0] - grid[0] * grid[1] :], grid)
 
 
-def principal_filters(kernel, num_components: int = 28) -> tuple[np.ndarray, np.ndarray]:
+def principal_filters(
+    kernel: npt.ArrayLike, num_components: int = 28
+) -> tuple[np.ndarray, np.ndarray]:
     """Top principal components of a convolution kernel's filters.
 
     Args:
@@ -74,6 +80,16 @@ def embedding_filters(
 
     The patch embedding of a ViT; the root convolution (``conv_root``) of a
     hybrid, whose patch embedding sees ResNet features rather than pixels.
+
+    Args:
+        model: a ViT, hybrid or BiT model.
+        num_components: how many components to return.
+
+    Returns:
+        ``(components, explained variance ratio)`` as ``principal_filters``.
+
+    Raises:
+        ValueError: for a model with neither weight.
     """
     params = model_params(model)
     kernel = params.get("conv_root/kernel", params.get("embedding/kernel"))

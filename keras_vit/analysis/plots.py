@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -20,8 +22,17 @@ def _upsample(grid_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return grid_map[rows][:, cols]
 
 
-def plot_rollout(images: np.ndarray, maps: np.ndarray, path: str, titles=None) -> None:
-    """Each image beside its attention-rollout map laid over it."""
+def plot_rollout(
+    images: np.ndarray, maps: np.ndarray, path: str, titles: Sequence[str] | None = None
+) -> None:
+    """Each image beside its attention-rollout map laid over it.
+
+    Args:
+        images: ``[n, h, w, 3]`` in [-1, 1].
+        maps: ``[n, grid_h, grid_w]`` rollout maps.
+        path: the PNG file to write.
+        titles: one title per image (``"image"`` when None).
+    """
     fig, axes = plt.subplots(len(images), 2, figsize=(6, 3 * len(images)), squeeze=False)
     for row, (image, grid_map) in enumerate(zip(images, maps)):
         mask = _upsample(grid_map / max(grid_map.max(), 1e-12), image.shape[:2])
@@ -37,7 +48,12 @@ def plot_rollout(images: np.ndarray, maps: np.ndarray, path: str, titles=None) -
 
 
 def plot_mean_distance(distances: np.ndarray, path: str) -> None:
-    """Mean attention distance: layer on x, distance on y, a dot per head."""
+    """Mean attention distance: layer on x, distance on y, a dot per head.
+
+    Args:
+        distances: ``[layers, heads]`` pixels.
+        path: the PNG file to write.
+    """
     distances = np.asarray(distances)
     fig, ax = plt.subplots(figsize=(5, 4))
     for head in range(distances.shape[1]):
@@ -53,7 +69,12 @@ def plot_mean_distance(distances: np.ndarray, path: str) -> None:
 
 
 def plot_position_similarity(similarity: np.ndarray, path: str) -> None:
-    """The grid of small maps: position (i, j)'s cosine similarity to every position."""
+    """The grid of small maps: position (i, j)'s cosine similarity to every position.
+
+    Args:
+        similarity: ``[grid_h, grid_w, grid_h, grid_w]``.
+        path: the PNG file to write.
+    """
     grid_h, grid_w = similarity.shape[:2]
     fig, axes = plt.subplots(grid_h, grid_w, figsize=(grid_w, grid_h), squeeze=False)
     for i in range(grid_h):
@@ -66,7 +87,12 @@ def plot_position_similarity(similarity: np.ndarray, path: str) -> None:
 
 
 def plot_filters(components: np.ndarray, path: str) -> None:
-    """Principal components of the RGB filters, each scaled to [0, 1]."""
+    """Principal components of the RGB filters, each scaled to [0, 1].
+
+    Args:
+        components: ``[k, kh, kw, 3]``.
+        path: the PNG file to write.
+    """
     count = len(components)
     cols = min(7, count)
     rows = -(-count // cols)

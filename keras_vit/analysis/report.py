@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -19,15 +20,27 @@ def _effective_patch(model: keras.Model, grid: tuple[int, int]) -> int:
     return model.input_shape[1] // grid[0]
 
 
-def analyze(model: keras.Model, images: np.ndarray, out_dir: str, names=None) -> dict:
+def analyze(
+    model: keras.Model, images: np.ndarray, out_dir: str, names: Sequence[str] | None = None
+) -> dict:
     """Writes the four analyses of ``model`` on ``images`` into ``out_dir``.
 
     Files: ``attention_rollout.png``, ``mean_attention_distance.png`` and
     ``.csv``, ``position_embedding_similarity.png``, ``embedding_filters.png``
     and ``summary.json`` with the numbers behind every figure.
 
+    Args:
+        model: a ViT or hybrid model.
+        images: ``[n, h, w, 3]`` in [-1, 1] at the model's input size.
+        out_dir: the folder, created once every analysis has succeeded.
+        names: one name per image for titles and the summary (indices when None).
+
     Returns:
         The summary that was written to ``summary.json``.
+
+    Raises:
+        ValueError: for a model without attention layers or images of the wrong
+            shape; nothing is written then.
     """
     grid = model_patch_grid(model)
     prefix = 1 if "cls" in [layer.name for layer in model.layers] else 0

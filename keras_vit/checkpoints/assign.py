@@ -23,6 +23,7 @@ _PATH_TO_KEY = (
     (re.compile(r"/gamma$"), "/scale"),
     (re.compile(r"/beta$"), "/bias"),
     (re.compile(r"^cls/cls$"), "cls"),
+    (re.compile(r"^root/"), ""),  # the hybrid's root layer; the official root has no scope
 )
 
 

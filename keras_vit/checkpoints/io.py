@@ -1,11 +1,9 @@
-"""Reading and writing checkpoint files safely: no pickle, no half-written files."""
+"""Reading checkpoint files safely: no pickle, every array read eagerly, once."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -15,7 +13,17 @@ class CheckpointError(ValueError):
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads every array of an ``.npz`` file eagerly (``allow_pickle=False``)."""
+    """Reads every array of an ``.npz`` file eagerly (``allow_pickle=False``).
+
+    Args:
+        path: the ``.npz`` file.
+
+    Returns:
+        The arrays by key.
+
+    Raises:
+        CheckpointError: for a truncated, corrupt or pickled file.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: np.asarray(data[key]) for key in data.files}
@@ -27,7 +35,17 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a ``.safetensors`` file into numpy arrays."""
+    """Reads a ``.safetensors`` file into numpy arrays.
+
+    Args:
+        path: the ``.safetensors`` file.
+
+    Returns:
+        The arrays by key.
+
+    Raises:
+        CheckpointError: for an unreadable file.
+    """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -37,17 +55,15 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise CheckpointError(f"cannot read checkpoint {os.fspath(path)!r}: {error}") from error
 
 
-def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """Writes an ``.npz`` next to ``path`` and renames it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a ``.safetensors`` file or (any other name) an ``.npz`` file.
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        The arrays by key, as stored.
+    """
+    if os.fspath(path).endswith(".safetensors"):
+        return read_safetensors(path)
+    return read_npz(path)

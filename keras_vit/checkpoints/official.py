@@ -3,7 +3,9 @@
 The canonical names are the released vision_transformer files' own (pre-Linen
 block numbering ``LayerNorm_0 / MultiHeadDotProductAttention_1 / LayerNorm_2 /
 MlpBlock_3``), which are also this package's layer scopes. Named fix-ups bring
-the other official layouts there:
+the other official layouts there; each takes and returns parameters by key and
+leaves keys it does not concern alone (``keras_vit.checkpoints.loader`` says
+which family gets which):
 
 - ``linen_numbering``: Linen files number modules per type
   (``MultiHeadDotProductAttention_0``, ``LayerNorm_1``, ``MlpBlock_0``).
@@ -14,7 +16,12 @@ the other official layouts there:
   ``(1, 1, 1, C)`` (flax issue 1721).
 - ``bit_layout``: BiT files nest everything under ``resnet/``, name GroupNorm
   parameters ``gamma``/``beta`` and store the head as a 1x1 convolution
-  (``head/conv2d``).
+  (``head/conv2d``). ``to_bit_layout`` is its inverse, for saving.
+
+Example:
+    >>> import numpy as np
+    >>> sorted(linen_numbering({"Transformer/encoderblock_0/MlpBlock_0/Dense_0/bias": np.zeros(2)}))
+    ['Transformer/encoderblock_0/MlpBlock_3/Dense_0/bias']
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import re
 
 import numpy as np
 
-from keras_vit.checkpoints.io import CheckpointError
+Params = dict[str, np.ndarray]
 
 _LINEN_TO_PRE_LINEN = {
     "MultiHeadDotProductAttention_0": "MultiHeadDotProductAttention_1",
@@ -31,50 +38,54 @@ _LINEN_TO_PRE_LINEN = {
     "MlpBlock_0": "MlpBlock_3",
 }
 _BLOCK_MODULE = re.compile(r"^(Transformer/encoderblock_\d+)/([A-Za-z]+_\d+)/")
-TIMM_PREFIXES = ("blocks.", "patch_embed.", "stem.", "stages.")
 _GROUPNORM = re.compile(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$")
+_SCANNED = "Transformer/encoderblock/"
 
 
-def detect_family(keys) -> str:
-    """Names the family of a checkpoint from its keys.
+def big_vision_scan(params: Params) -> Params:
+    """Unstacks a scanned encoder (``Transformer/encoderblock/...``) into numbered blocks.
 
-    Returns one of ``"vit"``, ``"hybrid"``, ``"bit"``, ``"timm"``.
+    Args:
+        params: checkpoint parameters by key.
+
+    Returns:
+        The parameters with one ``Transformer/encoderblock_{i}/`` entry per layer.
     """
-    keys = set(keys)
-    if any(k.startswith(TIMM_PREFIXES) for k in keys):
-        return "timm"
-    if any(k.startswith("resnet/") for k in keys):
-        return "bit"
-    if "conv_root/kernel" in keys:
-        return "hybrid"
-    if any(k.startswith(("Transformer/", "embedding/")) for k in keys):
-        return "vit"
-    raise CheckpointError(
-        "unrecognised checkpoint: none of the keys of an official ViT, hybrid or BiT "
-        f"checkpoint or of a timm state dict (first keys: {sorted(keys)[:5]})"
-    )
-
-
-def big_vision_scan(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    prefix = "Transformer/encoderblock/"
     out = {}
     for key, value in params.items():
-        if key.startswith(prefix):
+        if key.startswith(_SCANNED):
             for i, layer_value in enumerate(value):
-                out[f"Transformer/encoderblock_{i}/{key[len(prefix) :]}"] = layer_value
+                out[f"Transformer/encoderblock_{i}/{key[len(_SCANNED) :]}"] = layer_value
         else:
             out[key] = value
     return out
 
 
-def big_vision_posemb(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def big_vision_posemb(params: Params) -> Params:
+    """Moves big_vision's top-level ``pos_embedding`` to ``Transformer/posembed_input``.
+
+    Args:
+        params: checkpoint parameters by key.
+
+    Returns:
+        The parameters, the position embeddings renamed.
+    """
     return {
         ("Transformer/posembed_input/pos_embedding" if k == "pos_embedding" else k): v
         for k, v in params.items()
     }
 
 
-def linen_numbering(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def linen_numbering(params: Params) -> Params:
+    """Renames Linen's per-type block numbering to the released files' numbering.
+
+    Args:
+        params: checkpoint parameters by key.
+
+    Returns:
+        The parameters with pre-Linen block module names.
+    """
+
     def rename(key: str) -> str:
         match = _BLOCK_MODULE.match(key)
         if not match or match[2] not in _LINEN_TO_PRE_LINEN:
@@ -84,11 +95,27 @@ def linen_numbering(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {rename(k): v for k, v in params.items()}
 
 
-def squeeze_groupnorm(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def squeeze_groupnorm(params: Params) -> Params:
+    """Reshapes ``(1, 1, 1, C)`` GroupNorm parameters of old hybrid files to ``(C,)``.
+
+    Args:
+        params: checkpoint parameters by key.
+
+    Returns:
+        The parameters with one-dimensional GroupNorm scales and biases.
+    """
     return {k: (v.reshape(v.shape[-1:]) if _GROUPNORM.search(k) else v) for k, v in params.items()}
 
 
-def bit_layout(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def bit_layout(params: Params) -> Params:
+    """BiT's file layout (``resnet/``, ``gamma``/``beta``, 1x1-conv head) to canonical keys.
+
+    Args:
+        params: a BiT ``.npz`` file's parameters.
+
+    Returns:
+        The parameters by canonical key (the model's scopes).
+    """
     out = {}
     for key, value in params.items():
         key = key.removeprefix("resnet/")
@@ -102,8 +129,15 @@ def bit_layout(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def to_bit_layout(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The inverse of ``bit_layout``: canonical BiT keys to BiT's own file layout."""
+def to_bit_layout(params: Params) -> Params:
+    """The inverse of ``bit_layout``: canonical BiT keys to BiT's own file layout.
+
+    Args:
+        params: a BiT model's parameters by canonical key.
+
+    Returns:
+        The parameters as BiT's ``.npz`` files store them.
+    """
     out = {}
     for key, value in params.items():
         key = re.sub(r"group_norm/scale$", "group_norm/gamma", key)
@@ -114,20 +148,3 @@ def to_bit_layout(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             key = "head/conv2d/bias"
         out["resnet/" + key] = value
     return out
-
-
-def canonical_official(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Applies the fix-ups that the keys call for; returns canonical keys."""
-    if any(k.startswith("resnet/") for k in params):
-        return bit_layout(params)
-    if any(k.startswith("MAPHead_0/") for k in params):
-        raise CheckpointError(
-            "checkpoint uses big_vision's MAP head (MAPHead_0/...), which keras_vit models do not have"
-        )
-    if any(k.startswith("Transformer/encoderblock/") for k in params):
-        params = big_vision_scan(params)
-    if "pos_embedding" in params:
-        params = big_vision_posemb(params)
-    if any(re.match(r"^Transformer/encoderblock_\d+/MlpBlock_0/", k) for k in params):
-        params = linen_numbering(params)
-    return squeeze_groupnorm(params)

@@ -67,15 +67,6 @@ def _block_params(
     )
 
 
-def timm_family(state) -> str:
-    """``"bit"``, ``"hybrid"`` or ``"vit"`` for a timm state dict."""
-    if "stem.conv.weight" in state:
-        return "bit"
-    if any(k.startswith("patch_embed.backbone.") for k in state):
-        return "hybrid"
-    return "vit"
-
-
 def _norm_param(key: str) -> str:
     """The official name of a PyTorch norm parameter: ``weight`` -> ``scale``, ``bias`` -> ``bias``."""
     return "scale" if key.endswith("weight") else "bias"
@@ -98,7 +89,15 @@ _BIT_PARTS = {
 
 
 def canonical_timm_bit(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Converts a timm ``ResNetV2`` (``resnetv2_*_bit``) state dict to canonical keys."""
+    """Converts a timm ``ResNetV2`` (``resnetv2_*_bit``) state dict to canonical keys.
+
+    Args:
+        state: the state dict, as numpy arrays.
+
+    Returns:
+        The canonical parameters; keys without a place are kept, for the
+        assignment to report.
+    """
     params: dict[str, np.ndarray] = {}
     for key, value in state.items():
         unit = _BIT_UNIT.match(key.replace(".downsample.conv.", ".proj."))
@@ -170,12 +169,16 @@ def canonical_timm_vit(state: dict[str, np.ndarray], num_heads: int) -> dict[str
         num_heads: the model's heads (timm's fused qkv does not record them).
 
     Returns:
-        The canonical parameters.
+        The canonical parameters; keys without a place are kept, for the
+        assignment to report.
+
+    Raises:
+        CheckpointError: when ``num_heads`` does not divide the width.
     """
-    if any(k.startswith("fc_norm.") for k in state):
+    width = state["patch_embed.proj.weight"].shape[0] if "patch_embed.proj.weight" in state else 0
+    if not isinstance(num_heads, int) or num_heads <= 0 or width % num_heads:
         raise CheckpointError(
-            "timm checkpoint has fc_norm (global_pool='avg': pooling before the final norm), "
-            "which the official gap classifier does not have"
+            f"num_heads={num_heads!r} does not divide the checkpoint's width {width}"
         )
     params, state = _hybrid_stem(state)
     for key, value in state.items():

@@ -19,6 +19,9 @@ import dataclasses
 
 import tensorflow as tf
 
+from keras_vit.imagenet import preprocess_input
+from keras_vit.images import decode_image, resize
+
 CROPS = ("inception", "resize_crop", "none")
 
 
@@ -55,19 +58,39 @@ NO_AUGMENTATION = Augmentation(crop="none", flip=False)
 
 
 def decode(image: tf.Tensor, kind: str) -> tf.Tensor:
-    """A record's image as float32 ``[h, w, 3]`` pixels in [0, 255]."""
+    """A record's image as pixels.
+
+    Args:
+        image: the record's image: a file path, an encoded file or pixels.
+        kind: which of those (``keras_vit.data.sources.KINDS``).
+
+    Returns:
+        float32 ``[h, w, 3]`` pixels in [0, 255].
+    """
     if kind == "path":
         image = tf.io.read_file(image)
     if kind in ("path", "encoded"):
-        image = tf.io.decode_image(image, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
+        image = decode_image(image)
     return tf.cast(image, tf.float32)
 
 
 def inception_crop(
-    image: tf.Tensor, size: int, seed: tf.Tensor, area_range=(0.05, 1.0)
+    image: tf.Tensor,
+    size: int,
+    seed: tf.Tensor,
+    area_range: tuple[float, float] = (0.05, 1.0),
 ) -> tf.Tensor:
-    """A random box of ``area_range`` of the image, resized to ``size`` x ``size``."""
+    """A random box of the image, resized: the official ViT's training crop.
+
+    Args:
+        image: ``[h, w, 3]`` pixels.
+        size: output side.
+        seed: stateless seed ``[2]``.
+        area_range: the box's share of the image area.
+
+    Returns:
+        float32 ``[size, size, 3]``.
+    """
     begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
         tf.zeros([0, 0, 4], tf.float32),
@@ -76,12 +99,15 @@ def inception_crop(
         min_object_covered=0.0,
         use_image_if_no_bounding_boxes=True,
     )
-    image = tf.slice(image, begin, box)
-    return tf.image.resize(image, [size, size])
+    return resize(tf.slice(image, begin, box), (size, size))
 
 
 def preprocess(
-    image: tf.Tensor, kind: str, size: int, augmentation: Augmentation, seed: tf.Tensor | None
+    image: tf.Tensor,
+    kind: str,
+    size: int,
+    augmentation: Augmentation | None,
+    seed: tf.Tensor | None,
 ) -> tf.Tensor:
     """Decodes one record's image and makes it a ``[size, size, 3]`` float image in [-1, 1].
 
@@ -91,17 +117,20 @@ def preprocess(
         size: output side.
         augmentation: training augmentation, or None for evaluation (plain resize).
         seed: a stateless seed ``[2]`` (training only).
+
+    Returns:
+        float32 ``[size, size, 3]`` in [-1, 1] (``preprocess_input``).
     """
     image = decode(image, kind)
     if augmentation is None or augmentation.crop == "none":
-        image = tf.image.resize(image, [size, size])
+        image = resize(image, (size, size))
     elif augmentation.crop == "inception":
         image = inception_crop(image, size, seed, augmentation.area_range)
     else:
         side = augmentation.resize_size
-        image = tf.image.resize(image, [side, side])
+        image = resize(image, (side, side))
         image = tf.image.stateless_random_crop(image, [size, size, 3], seed)
     if augmentation is not None and augmentation.flip:
         flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    return image / 127.5 - 1.0
+    return preprocess_input(image)

@@ -66,6 +66,10 @@ def train_dataset(
         input_context: from ``strategy.distribute_datasets_from_function``;
             batches are then per replica and this pipeline takes its share.
         shuffle_buffer: records held for shuffling.
+
+    Returns:
+        Batches ``(images [b, size, size, 3] in [-1, 1], one-hot labels [b,
+        classes], weights [b] of ones)``, ``b`` the per-replica batch size.
     """
     augmentation = Augmentation() if augmentation is None else augmentation
     info = source.split(split)
@@ -112,7 +116,16 @@ def train_dataset(
 
 
 def eval_steps(source: Source, split: str, batch_size: int) -> int:
-    """Global batches that cover the split once (the last one padded)."""
+    """Global batches that cover the split once (the last one padded).
+
+    Args:
+        source: the dataset.
+        split: the split.
+        batch_size: the global batch size.
+
+    Returns:
+        The number of batches.
+    """
     return math.ceil(source.split(split).num_examples / batch_size)
 
 
@@ -127,6 +140,17 @@ def eval_dataset(
 
     Every input pipeline yields ``eval_steps`` batches per replica, so workers
     never wait on one another; padded (and undecodable) examples weigh 0.
+
+    Args:
+        source: the dataset.
+        split: the evaluation split.
+        image_size: the model's input side.
+        batch_size: the global batch size.
+        input_context: as for ``train_dataset``.
+
+    Returns:
+        Batches ``(images, one-hot labels, weights)`` as ``train_dataset``'s,
+        with weight 0 for padding.
     """
     info = source.split(split)
     num_pipelines, pipeline_id, replicas = _pipelines(input_context)

@@ -71,10 +71,22 @@ class Source:
 
     @property
     def num_classes(self) -> int:
+        """How many classes there are."""
         return len(self.class_names)
 
     def split(self, name: str) -> Split:
-        """The split ``name``, or a ``DataError`` naming the ones there are."""
+        """A split by name.
+
+        Args:
+            name: a split (``"train"``), or for TFDS a slice or union of splits
+                (``"train[:98%]"``, ``"train+validation"``).
+
+        Returns:
+            The split.
+
+        Raises:
+            DataError: naming the splits there are.
+        """
         if name in self.splits:
             return self.splits[name]
         parts = [part.split("[", 1)[0] for part in name.split("+")]
@@ -86,8 +98,12 @@ class Source:
 
 
 def digits_source() -> Source:
-    """scikit-learn's handwritten digits (shipped with scikit-learn), 16x16, fixed split."""
-    (x_train, y_train), (x_test, y_test) = load_digits(pixels=True)
+    """scikit-learn's handwritten digits (shipped with scikit-learn), 16x16, fixed split.
+
+    Returns:
+        The ``"pixels"`` source with ``"train"`` and ``"test"`` splits.
+    """
+    (x_train, y_train), (x_test, y_test) = load_digits(form="pixels")
 
     def split(images: np.ndarray, labels: np.ndarray) -> Split:
         return Split(
@@ -129,8 +145,11 @@ def _folder_split(folder: str, class_names: tuple[str, ...]) -> Split:
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         logger.warning(
             "%s: skipped %d of %d files that are not JPEG/PNG/GIF/BMP images: %s",
-            folder, len(skipped), len(skipped) + len(paths), shown,
-        )  # fmt: skip
+            folder,
+            len(skipped),
+            len(skipped) + len(paths),
+            shown,
+        )
     if not paths:
         raise DataError(f"no readable images in {folder!r} (expected <class>/*.jpg or *.png)")
     paths_array, labels_array = np.array(paths), np.array(labels, np.int64)
@@ -144,6 +163,17 @@ def folder_source(root: str) -> Source:
 
     Classes are the sub-folders of ``train/`` in sorted order. Files that are
     not images (by their first bytes) are skipped with a warning that counts them.
+
+    Args:
+        root: the folder.
+
+    Returns:
+        A ``"path"`` source with a ``"train"`` split and each evaluation split
+        (``FOLDER_EVAL_SPLITS``) that has a folder.
+
+    Raises:
+        DataError: for a missing ``train/``, no class folders, no readable
+            images, or an evaluation class that ``train/`` lacks.
     """
     train = os.path.join(root, "train")
     if not os.path.isdir(train):
@@ -179,6 +209,9 @@ def tfds_source(
         data_dir: the TFDS data folder (TFDS's default when None).
         manual_dir: where manually downloaded files are (``imagenet2012``).
         download: prepare the dataset (download and convert) when it is absent.
+
+    Returns:
+        An ``"encoded"`` source with the dataset's splits (and slices of them).
 
     Raises:
         DataError: for an unknown name, a dataset without image and label, or an
@@ -244,6 +277,9 @@ def load_source(
         data_dir: TFDS data folder.
         manual_dir: TFDS manual-download folder.
         download: whether an absent TFDS dataset may be downloaded.
+
+    Returns:
+        The dataset's ``Source``.
 
     Raises:
         DataError: naming what is wrong.

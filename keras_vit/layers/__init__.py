@@ -1,6 +1,7 @@
 """Keras layers of keras_vit, named after the official checkpoint scopes."""
 
 from keras_vit.layers.attention import MultiHeadDotProductAttention
+from keras_vit.layers.bit import BiTRootBlock, PreActBottleneck, PreActConv
 from keras_vit.layers.dense_general import DenseGeneral
 from keras_vit.layers.embedding import PatchEmbedding
 from keras_vit.layers.encoder import (
@@ -10,15 +11,9 @@ from keras_vit.layers.encoder import (
     Encoder1DBlock,
     MlpBlock,
 )
-from keras_vit.layers.resnet import (
-    BiTRootBlock,
-    PreActBottleneck,
-    PreActConv,
-    ResidualUnit,
-    ResNetStage,
-    StdConv2D,
-    weight_standardize,
-)
+from keras_vit.layers.hybrid import HybridRoot, ResidualUnit
+from keras_vit.layers.stage import ResNetStage
+from keras_vit.layers.std_conv import StdConv2D, weight_standardize
 from keras_vit.layers.tokens import ClassToken, TokenPooling
 
 __all__ = [
@@ -29,6 +24,7 @@ __all__ = [
     "DenseGeneral",
     "Encoder",
     "Encoder1DBlock",
+    "HybridRoot",
     "MlpBlock",
     "MultiHeadDotProductAttention",
     "PatchEmbedding",

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-from keras_vit.kernels import attention_weights, fused_attention
+from keras_vit.kernels import attention_reference, fused_attention
 from keras_vit.layers.dense_general import DenseGeneral
 
 ATTENTION_IMPLS = ("fused", "reference")
 
 
 def check_attention_impl(attention_impl: str) -> str:
+    """Validates the models' one kernel switch.
+
+    Args:
+        attention_impl: ``"fused"`` or ``"reference"``.
+
+    Returns:
+        ``attention_impl``, unchanged.
+
+    Raises:
+        ValueError: for any other value, naming the allowed ones.
+    """
     if attention_impl not in ATTENTION_IMPLS:
         raise ValueError(
             f"attention_impl must be one of {ATTENTION_IMPLS}; got {attention_impl!r}."
@@ -80,10 +90,9 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
             )
             context = fused_attention(query, key, value, dropout_rate=rate, seed=seed)
         else:
-            weights = attention_weights(query, key)
-            if rate:
-                weights = keras.random.dropout(weights, rate, seed=self.seed_generator)
-            context = ops.einsum("bhqk,bkhd->bqhd", weights, value)
+            context = attention_reference(
+                query, key, value, dropout_rate=rate, seed=self.seed_generator
+            )
         return self.out(context)
 
     def compute_output_shape(self, input_shape):

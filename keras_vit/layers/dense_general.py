@@ -8,11 +8,21 @@ import keras
 from keras import ops
 
 
-def flat_glorot_uniform(fan_in: int, fan_out: int, seed=None):
+def flat_glorot_uniform(
+    fan_in: int, fan_out: int, seed: int | None = None
+) -> keras.initializers.RandomUniform:
     """Glorot-uniform over the flattened ``[fan_in, fan_out]`` matrix.
 
     flax's ``DenseGeneral`` initialises the kernel as one matrix and reshapes it;
     Keras's own glorot on a 3-D shape would count fans differently.
+
+    Args:
+        fan_in: product of the contracted input dimensions.
+        fan_out: product of the output feature dimensions.
+        seed: initializer seed.
+
+    Returns:
+        A uniform initializer on ``±sqrt(6 / (fan_in + fan_out))``.
     """
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return keras.initializers.RandomUniform(-limit, limit, seed=seed)
@@ -38,7 +48,7 @@ class DenseGeneral(keras.layers.Layer):
         (1, 3, 2, 4)
     """
 
-    def __init__(self, features, in_axes: int = 1, **kwargs):
+    def __init__(self, features: int | tuple[int, ...], in_axes: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.features = (features,) if isinstance(features, int) else tuple(features)
         self.in_axes = in_axes

@@ -14,13 +14,21 @@ from keras import ops
 from keras_vit.kernels import encoder, encoder_block
 from keras_vit.layers.attention import MultiHeadDotProductAttention, check_attention_impl
 from keras_vit.layers.dense_general import flat_glorot_uniform
-
-# flax.linen.LayerNorm's default epsilon, used by the official code and by timm's ViT.
-LAYER_NORM_EPSILON = 1e-6
+from keras_vit.numerics import LAYER_NORM_EPSILON  # also keras_vit.layers.LAYER_NORM_EPSILON
 
 
-def layer_norm(name: str, dtype_policy) -> keras.layers.LayerNormalization:
-    """A LayerNorm with the official epsilon (weights ``gamma``/``beta`` = ``scale``/``bias``)."""
+def layer_norm(
+    name: str, dtype_policy: str | keras.DTypePolicy | None
+) -> keras.layers.LayerNormalization:
+    """A LayerNorm with the official epsilon (weights ``gamma``/``beta`` = ``scale``/``bias``).
+
+    Args:
+        name: the checkpoint scope (``LayerNorm_0``, ``encoder_norm``, ...).
+        dtype_policy: the enclosing layer's dtype policy.
+
+    Returns:
+        An unbuilt ``keras.layers.LayerNormalization``.
+    """
     return keras.layers.LayerNormalization(
         epsilon=LAYER_NORM_EPSILON, name=name, dtype=dtype_policy
     )
@@ -140,19 +148,34 @@ class Encoder1DBlock(keras.layers.Layer):
             layer.build(input_shape)
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy)
 
-    def fused_params(self, dtype) -> dict:
-        """The block's weights under the names of ``keras_vit.kernels.encoder_block``."""
+    def fused_params(self, dtype: str) -> dict:
+        """The block's weights under the names of ``keras_vit.kernels.encoder_block``.
+
+        Args:
+            dtype: the dtype of the inputs (the weights are cast to it).
+
+        Returns:
+            ``PARAM_NAMES`` -> the weight, cast to ``dtype``.
+        """
         attention, mlp = self.attention, self.mlp
         weights = dict(
-            ln0_scale=self.norm_0.gamma, ln0_bias=self.norm_0.beta,
-            q_kernel=attention.query.kernel, q_bias=attention.query.bias,
-            k_kernel=attention.key.kernel, k_bias=attention.key.bias,
-            v_kernel=attention.value.kernel, v_bias=attention.value.bias,
-            out_kernel=attention.out.kernel, out_bias=attention.out.bias,
-            ln2_scale=self.norm_2.gamma, ln2_bias=self.norm_2.beta,
-            mlp0_kernel=mlp.dense_0.kernel, mlp0_bias=mlp.dense_0.bias,
-            mlp1_kernel=mlp.dense_1.kernel, mlp1_bias=mlp.dense_1.bias,
-        )  # fmt: skip
+            ln0_scale=self.norm_0.gamma,
+            ln0_bias=self.norm_0.beta,
+            q_kernel=attention.query.kernel,
+            q_bias=attention.query.bias,
+            k_kernel=attention.key.kernel,
+            k_bias=attention.key.bias,
+            v_kernel=attention.value.kernel,
+            v_bias=attention.value.bias,
+            out_kernel=attention.out.kernel,
+            out_bias=attention.out.bias,
+            ln2_scale=self.norm_2.gamma,
+            ln2_bias=self.norm_2.beta,
+            mlp0_kernel=mlp.dense_0.kernel,
+            mlp0_bias=mlp.dense_0.bias,
+            mlp1_kernel=mlp.dense_1.kernel,
+            mlp1_bias=mlp.dense_1.bias,
+        )
         return {name: ops.cast(value, dtype) for name, value in weights.items()}
 
     def call(self, inputs, training=None):

@@ -5,6 +5,7 @@ The per-variant functions are generated from the tables of ``keras_vit.variants`
 """
 
 from keras_vit.models.bit import ResNetV2
+from keras_vit.models.from_checkpoint import from_checkpoint
 from keras_vit.models.registry import VARIANT_CONSTRUCTORS, create_model
 from keras_vit.models.vit import ViT
 
@@ -29,4 +30,4 @@ BiT_R101x3 = VARIANT_CONSTRUCTORS["BiT_R101x3"]
 BiT_R152x2 = VARIANT_CONSTRUCTORS["BiT_R152x2"]
 BiT_R152x4 = VARIANT_CONSTRUCTORS["BiT_R152x4"]
 
-__all__ = ["ResNetV2", "ViT", "create_model", *VARIANT_CONSTRUCTORS]
+__all__ = ["ResNetV2", "ViT", "create_model", "from_checkpoint", *VARIANT_CONSTRUCTORS]

@@ -20,8 +20,12 @@ from collections.abc import Sequence
 import keras
 
 from keras_vit.checkpoints import load_weights_file
-from keras_vit.layers.resnet import BIT_NUMERICS, BiTRootBlock, ResNetStage, group_norm
-from keras_vit.models.vit import _image_hw, resolve_weights
+from keras_vit.layers.bit import BiTRootBlock, PreActBottleneck
+from keras_vit.layers.stage import ResNetStage
+from keras_vit.layers.std_conv import BIT_NUMERICS, group_norm
+from keras_vit.models.args import check_head, image_hw, resolve_weights
+
+POOLINGS = (None, "avg", "max")
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -63,24 +67,20 @@ def ResNetV2(
         A ``keras.Model`` on float images in [-1, 1]; ``model.get_layer("pre_logits")``
         is the pooled feature vector when ``include_top`` is True.
     """
-    height, width_px = _image_hw(image_size)
+    height, width_px = image_hw(image_size)
     if not layers or not all(isinstance(n, int) and n > 0 for n in layers):
         raise ValueError(f"layers must be a non-empty sequence of positive ints; got {layers!r}.")
     if not width or width <= 0:
         raise ValueError(f"width must be positive; got {width!r}.")
-    if pooling not in (None, "avg", "max") or (include_top and pooling is not None):
-        raise ValueError("pooling must be None, 'avg' or 'max', and only with include_top=False.")
-    if include_top and (not isinstance(num_classes, int) or num_classes <= 0):
-        raise ValueError(f"num_classes must be a positive int; got {num_classes!r}.")
+    check_head(include_top, num_classes, pooling, POOLINGS)
     weights_path = resolve_weights(weights, variant)
 
     images = keras.Input(shape=(height, width_px, 3), name="images")
     x = BiTRootBlock(make_divisible(64 * width), name="root_block")(images)
     for i, units in enumerate(layers):
         mid = make_divisible(make_divisible(256 * 2**i * width) / 4)
-        x = ResNetStage(units, mid, strides=1 if i == 0 else 2, preact=True, name=f"block{i + 1}")(
-            x
-        )
+        stride = 1 if i == 0 else 2
+        x = ResNetStage(units, mid, stride, unit=PreActBottleneck, name=f"block{i + 1}")(x)
     x = group_norm("group_norm", BIT_NUMERICS["gn_eps"])(x)
     x = keras.layers.ReLU(name="group_norm_relu")(x)
     if include_top:

@@ -1,4 +1,5 @@
-"""Named constructors generated from the variant tables, and ``create_model``.
+"""Named constructors generated from the variant tables, ``create_model``, and the
+model of a training recipe (``create_recipe_model``).
 
 Example:
     >>> from keras_vit.models import create_model
@@ -9,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
@@ -51,6 +52,52 @@ def create_model(name: str, weights: str | None = None, **kwargs: Any) -> keras.
     if family == "bit":
         return ResNetV2(weights=weights, variant=variant, **config)
     return ViT(weights=weights, **config)
+
+
+def create_recipe_model(
+    name: str,
+    num_classes: int,
+    image_size: int,
+    model_args: Mapping[str, Any] | None = None,
+    pre_logits: bool = False,
+    init: str | None = None,
+    reset_head: bool = False,
+) -> keras.Model:
+    """The model that a training recipe describes, from scratch or from a checkpoint.
+
+    Args:
+        name: the variant name, as for ``create_model``.
+        num_classes: classes of the new head.
+        image_size: input resolution (a checkpoint's position embeddings are resampled).
+        model_args: other constructor arguments (dropout, heads); BiT models take none.
+        pre_logits: a Dense+tanh layer of the hidden size before the head (the
+            paper's pre-training); ignored by BiT models, which have none.
+        init: checkpoint to start from (file or named checkpoint), or None.
+        reset_head: with ``init``, zero the head (a fresh start for fine-tuning).
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: for an unknown variant, or ``model_args`` given to a BiT model.
+
+    Example:
+        >>> from keras_vit.models.registry import create_recipe_model
+        >>> model = create_recipe_model("ViT-Mu/8", 5, 16, pre_logits=True)
+        >>> model.get_layer("pre_logits").units, model.output_shape
+        (64, (None, 5))
+    """
+    family, _, config = parse_model_name(name)
+    args = dict(model_args or {})
+    if family == "bit" and args:
+        raise ValueError(f"{name} takes no {', '.join(args)} (BiT models have no dropout)")
+    if family != "bit":
+        args.setdefault("representation_size", config["hidden_size"] if pre_logits else None)
+    model = create_model(name, weights=init, image_size=image_size, num_classes=num_classes, **args)
+    if init and reset_head:
+        for variable in model.get_layer("head").weights:
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+    return model
 
 
 def constructor_name(variant: str) -> str:

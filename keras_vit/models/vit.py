@@ -24,49 +24,60 @@ from keras_vit.checkpoints import load_weights_file
 from keras_vit.layers import (
     ClassToken,
     Encoder,
+    HybridRoot,
     PatchEmbedding,
+    ResidualUnit,
     ResNetStage,
     TokenPooling,
 )
-from keras_vit.layers.resnet import HYBRID_NUMERICS, group_norm, std_conv
-from keras_vit.models import weights as named_weights
+from keras_vit.models.args import check_head, image_hw, resolve_weights
 from keras_vit.variants import vit_variant_name
 
 CLASSIFIERS = ("token", "gap")
 POOLINGS = (None, "token", "gap", "avg", "max")
 
 
-def _image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(
-            f"image_size must be a positive int or a (height, width) pair; got {image_size!r}."
-        )
-    return size
-
-
-def resolve_weights(weights: str | os.PathLike | None, variant: str | None) -> str | None:
-    """Turns ``weights`` into a local file path (downloading a named checkpoint)."""
-    if weights is None:
-        return None
-    path = os.fspath(weights)
-    if os.path.isfile(path):
-        return path
-    return named_weights.fetch(named_weights.lookup(variant, path))
-
-
-def _hybrid_stem(images, stages: tuple[int, ...], width_factor: int):
-    """The ResNet stem of the official hybrid (scopes ``conv_root``, ``gn_root``, ``block{i}``)."""
+def _hybrid_resnet(images, stages: tuple[int, ...], width_factor: int):
+    """The ResNet of the official hybrid (scopes ``conv_root``, ``gn_root``, ``block{i}``)."""
     width = int(64 * width_factor)
-    x = std_conv(width, 7, 2, "same", HYBRID_NUMERICS, "conv_root")(images)
-    x = group_norm("gn_root", HYBRID_NUMERICS["gn_eps"])(x)
-    x = keras.layers.ReLU(name="root_relu")(x)
-    x = keras.layers.MaxPooling2D(3, 2, padding="same", name="root_pool")(x)
+    x = HybridRoot(width, name="root")(images)
     for i, units in enumerate(stages):
-        x = ResNetStage(
-            units, width * 2**i, strides=1 if i == 0 else 2, preact=False, name=f"block{i + 1}"
-        )(x)
+        stride = 1 if i == 0 else 2
+        x = ResNetStage(units, width * 2**i, stride, unit=ResidualUnit, name=f"block{i + 1}")(x)
     return x
+
+
+def _check_grid(height: int, width: int, patch_size: int, resnet_layers) -> None:
+    """Checks that the patches (on the hybrid's ResNet features, if any) tile the image."""
+    if not isinstance(patch_size, int) or patch_size <= 0:
+        raise ValueError(f"patch_size must be a positive int; got {patch_size!r}.")
+    stride = 1 if resnet_layers is None else 2 ** (1 + max(len(resnet_layers), 1))
+    if height % (stride * patch_size) or width % (stride * patch_size):
+        what = (
+            "patch size"
+            if stride == 1
+            else f"effective patch size ({stride}x stem, patch {patch_size})"
+        )
+        raise ValueError(
+            f"image size {height}x{width} is not divisible by the {what} {stride * patch_size}."
+        )
+
+
+def _head(x, classifier, representation_size, num_classes, classifier_activation):
+    """The classification top: ``pool``, ``pre_logits`` (Dense+tanh or identity), ``head``."""
+    x = TokenPooling(classifier, name="pool")(x)
+    if representation_size:
+        x = keras.layers.Dense(
+            representation_size,
+            activation="tanh",
+            kernel_initializer="lecun_normal",
+            name="pre_logits",
+        )(x)
+    else:
+        x = keras.layers.Identity(name="pre_logits")(x)
+    return keras.layers.Dense(
+        num_classes, kernel_initializer="zeros", activation=classifier_activation, name="head"
+    )(x)
 
 
 def ViT(
@@ -124,7 +135,8 @@ def ViT(
         resnet_layers: None for a plain ViT; for the hybrid, the units of each
             stage of the ResNet stem (``(3, 4, 9)`` for R50+ViT-B/16; ``()`` is the
             root alone: conv, GroupNorm, max-pool). ``patch_size`` then applies
-            to the stem's feature map.
+            to the stem's feature map. The stem's layers are ``root``
+            (``HybridRoot``) and ``block1``, ``block2``, ...
         resnet_width: width multiplier of the stem.
         attention_impl: ``"fused"`` (default): in inference the whole encoder and
             the patch embedding run as XLA-compiled kernels of
@@ -144,29 +156,13 @@ def ViT(
     Raises:
         ValueError: for an inconsistent configuration or unknown ``weights``.
     """
-    height, width = _image_hw(image_size)
-    if not isinstance(patch_size, int) or patch_size <= 0:
-        raise ValueError(f"patch_size must be a positive int; got {patch_size!r}.")
-    stride = 1 if resnet_layers is None else 2 ** (1 + max(len(resnet_layers), 1))
-    if height % (stride * patch_size) or width % (stride * patch_size):
-        what = (
-            "patch size"
-            if stride == 1
-            else f"effective patch size ({stride}x stem, patch {patch_size})"
-        )
-        raise ValueError(
-            f"image size {height}x{width} is not divisible by the {what} {stride * patch_size}."
-        )
+    height, width = image_hw(image_size)
+    _check_grid(height, width, patch_size, resnet_layers)
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {classifier!r}.")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
-    if include_top and pooling is not None:
-        raise ValueError("pooling applies only with include_top=False.")
+    check_head(include_top, num_classes, pooling, POOLINGS)
     if pooling == "token" and classifier != "token":
         raise ValueError('pooling="token" needs classifier="token" (a model with a class token).')
-    if include_top and (not isinstance(num_classes, int) or num_classes <= 0):
-        raise ValueError(f"num_classes must be a positive int; got {num_classes!r}.")
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}.")
     variant = vit_variant_name(
@@ -186,7 +182,7 @@ def ViT(
     x = (
         images
         if resnet_layers is None
-        else _hybrid_stem(images, tuple(resnet_layers), resnet_width)
+        else _hybrid_resnet(images, tuple(resnet_layers), resnet_width)
     )
     grid_h, grid_w = x.shape[1] // patch_size, x.shape[2] // patch_size
     x = PatchEmbedding(hidden_size, patch_size, attention_impl, name="embedding")(x)
@@ -205,22 +201,7 @@ def ViT(
         name="Transformer",
     )(x)
     if include_top:
-        x = TokenPooling(classifier, name="pool")(x)
-        if representation_size:
-            x = keras.layers.Dense(
-                representation_size,
-                activation="tanh",
-                kernel_initializer="lecun_normal",
-                name="pre_logits",
-            )(x)
-        else:
-            x = keras.layers.Identity(name="pre_logits")(x)
-        x = keras.layers.Dense(
-            num_classes,
-            kernel_initializer="zeros",
-            activation=classifier_activation,
-            name="head",
-        )(x)
+        x = _head(x, classifier, representation_size, num_classes, classifier_activation)
     elif pooling is not None:
         x = TokenPooling("gap" if pooling == "avg" else pooling, name="pool")(x)
     model = keras.Model(images, x, name=name)

@@ -8,7 +8,12 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from google.protobuf import text_format
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 IMAGE_INPUTS = ("uint8", "jpeg")
 BACKENDS = ("python", "tensorflow")
@@ -87,8 +92,18 @@ instance_group [ {{ kind: {kind} count: {instances} }} ]
     return text
 
 
-def validate(text: str):
-    """Parses ``text`` with the ``ModelConfig`` protobuf that tritonclient ships."""
+def validate(text: str) -> ModelConfig:
+    """Parses ``text`` with the ``ModelConfig`` protobuf that tritonclient ships.
+
+    Args:
+        text: a ``config.pbtxt``.
+
+    Returns:
+        The parsed ``inference.ModelConfig`` message.
+
+    Raises:
+        ValueError: with the parser's message, for text Triton would reject.
+    """
     from tritonclient.grpc import model_config_pb2
 
     try:

@@ -27,11 +27,17 @@ import keras
 import tensorflow as tf
 
 from keras_vit.atomic import write_text_atomic
+from keras_vit.imagenet import imagenet_labels, preprocess_input
+from keras_vit.images import decode_image, resize
 from keras_vit.serving.config import python_backend_config
 
 
 def model_py() -> Path:
-    """The Python-backend model kept in ``triton_repo/model.py`` (installed as package data)."""
+    """The Python-backend model kept in ``triton_repo/model.py``.
+
+    Returns:
+        Its path (installed as package data of ``keras_vit.triton_repo``).
+    """
     return Path(str(importlib.resources.files("keras_vit.triton_repo").joinpath("model.py")))
 
 
@@ -40,20 +46,25 @@ def serving_archive(model: keras.Model) -> keras.export.ExportArchive:
 
     ``serving_default``: uint8 ``[N, H, W, 3]`` at the model's input size.
     ``serve_bytes``: encoded JPEG/PNG/GIF/BMP strings ``[N]``, decoded and resized
-    (bilinear) in the graph. Both return ``logits`` and ``probabilities``.
+    in the graph as ``keras_vit.images`` does (bilinear, not rounded). Both scale
+    with ``preprocess_input`` and return ``logits`` and ``probabilities``.
+
+    Args:
+        model: a classifier of float images in [-1, 1].
+
+    Returns:
+        The archive, ready for ``write_out``.
     """
     height, width = model.input_shape[1:3]
     archive = keras.export.ExportArchive()
     archive.track(model)
 
     def outputs(images):
-        logits = model(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
+        logits = model(preprocess_input(images), training=False)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
     def decode(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return tf.image.resize(tf.cast(image, tf.float32), (height, width), method="bilinear")
+        return resize(decode_image(data), (height, width))
 
     archive.add_endpoint(
         "serving_default",
@@ -73,6 +84,17 @@ def _next_version(model_dir: Path) -> int:
         [int(p.name) for p in model_dir.glob("*") if p.name.isdigit()] if model_dir.exists() else []
     )
     return max(versions, default=0) + 1
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Renames ``staging`` to ``target``; an existing ``target`` is moved aside first."""
+    if target.exists():
+        retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+        os.rename(target, retired / "version")
+        os.rename(staging, target)
+        shutil.rmtree(retired)
+    else:
+        os.rename(staging, target)
 
 
 def export_model(
@@ -115,8 +137,6 @@ def export_model(
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"invalid model name {name!r}")
     if labels is None:
-        from keras_vit.imagenet import imagenet_labels
-
         labels = imagenet_labels() if num_classes == 1000 else [str(i) for i in range(num_classes)]
     if len(labels) != num_classes:
         raise ValueError(f"{len(labels)} labels for a model with {num_classes} classes")
@@ -143,13 +163,7 @@ def export_model(
             shutil.copyfile(model_py(), staging / "model.py")
         write_text_atomic(model_dir / "labels.txt", "\n".join(labels) + "\n")
         write_text_atomic(model_dir / "config.pbtxt", config)
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.old-"))
-            os.rename(target, retired / "version")
-            os.rename(staging, target)
-            shutil.rmtree(retired)
-        else:
-            os.rename(staging, target)
+        _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

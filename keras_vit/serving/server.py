@@ -28,7 +28,11 @@ from pathlib import Path
 
 
 def free_port() -> int:
-    """An unused TCP port on 127.0.0.1."""
+    """Asks the system for a free port.
+
+    Returns:
+        A TCP port on 127.0.0.1 that was unused a moment ago.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -65,8 +69,16 @@ class TritonServer:
         log: where the server's output goes (a file path), or None for a temp file.
     """
 
-    def __init__(self, repo, http_port=None, grpc_port=None, metrics_port=None, host="127.0.0.1",
-                 explicit=True, log=None):  # fmt: skip
+    def __init__(
+        self,
+        repo: str | os.PathLike,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        host: str = "127.0.0.1",
+        explicit: bool = True,
+        log: str | os.PathLike | None = None,
+    ):
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
             raise ValueError(f"model repository {self.repo} does not exist")
@@ -81,10 +93,12 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
+        """``host:port`` of the HTTP endpoint."""
         return f"{self.host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
+        """``host:port`` of the gRPC endpoint."""
         return f"{self.host}:{self.grpc_port}"
 
     def _command_and_env(self) -> tuple[list[str], dict]:
@@ -99,29 +113,45 @@ class TritonServer:
             for item in (*backend.glob("*.so"), *backend.glob("*.py"), stub):
                 shutil.copy2(item, python_dir / item.name)
             backend_args = [f"--backend-directory={self._workdir.name}"]
-            libs = (
-                Path(binary).parents[3] / "nvidia_pytriton.libs"
-            )  # site-packages/nvidia_pytriton.libs
+            libs = Path(binary).parents[3] / "nvidia_pytriton.libs"  # in site-packages
             paths = [sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH", "")]
             env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p)
             env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         command = [
-            str(binary), f"--model-repository={self.repo}", *backend_args,
-            f"--http-address={self.host}", f"--http-port={self.http_port}",
-            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
-            "--exit-on-error=false", "--log-verbose=0",
-        ]  # fmt: skip
+            str(binary),
+            f"--model-repository={self.repo}",
+            *backend_args,
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--exit-on-error=false",
+            "--log-verbose=0",
+        ]
         if self.explicit:
             command += ["--model-control-mode=explicit", "--load-model=*"]
         return command, env
 
     def start(self, timeout: float = 120.0) -> TritonServer:
-        """Starts the server and waits until it is ready (or raises with its log)."""
+        """Starts the server and waits until it is ready.
+
+        Args:
+            timeout: seconds to wait for readiness.
+
+        Returns:
+            The server itself.
+
+        Raises:
+            RuntimeError: with the tail of the server's log, when it exits or is
+                not ready in time (it is stopped then).
+        """
         command, env = self._command_and_env()
-        log = open(self.log_path, "w")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)  # fmt: skip
+        with open(self.log_path, "w") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -135,6 +165,11 @@ class TritonServer:
         raise RuntimeError(f"tritonserver not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
     def ready(self) -> bool:
+        """Asks the server's HTTP readiness endpoint.
+
+        Returns:
+            Whether it answered 200.
+        """
         try:
             with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
                 return r.status == 200
@@ -142,10 +177,22 @@ class TritonServer:
             return False
 
     def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's log.
+
+        Args:
+            lines: how many lines.
+
+        Returns:
+            The last ``lines`` lines, joined.
+        """
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stops the server (SIGTERM, then SIGKILL) and its backend processes."""
+        """Stops the server (SIGTERM, then SIGKILL) and its backend processes.
+
+        Args:
+            timeout: seconds between SIGTERM and SIGKILL.
+        """
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:

@@ -6,10 +6,13 @@ Example:
     ['bit-hyperrule', 'digits', 'finetune', 'imagenet-scratch', 'pretrain', 'pretrain-i21k']
 """
 
+from keras_vit.training.evaluate import evaluate_split
+from keras_vit.training.options import PRECISIONS, RunOptions
 from keras_vit.training.recipes import RECIPES, Recipe, get_recipe, resolve
-from keras_vit.training.trainer import RunOptions, TrainResult, build_model, evaluate_split, fit
+from keras_vit.training.trainer import TrainResult, build_model, fit
 
 __all__ = [
+    "PRECISIONS",
     "RECIPES",
     "Recipe",
     "RunOptions",

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 
@@ -46,6 +48,9 @@ def lsr_accuracy(
         y_test: test labels ``[m]``.
         num_classes: number of classes.
         l2_reg: L2 regularisation strength.
+
+    Returns:
+        The fraction of test examples classified correctly.
     """
     x, x_test = np.asarray(x, np.float64), np.asarray(x_test, np.float64)
     mean, std = x.mean(0, keepdims=True), x.std(0, keepdims=True) + 1e-5
@@ -67,14 +72,27 @@ def fewshot(
     test_x: np.ndarray,
     test_y: np.ndarray,
     num_classes: int,
-    shots=SHOTS,
+    shots: Sequence[int] = SHOTS,
     seeds: int = 3,
     l2_reg: float = L2_REG,
 ) -> dict[int, list[float]]:
-    """Few-shot accuracies: ``{shots: [accuracy of each seed]}``.
+    """Few-shot accuracies of ``lsr_accuracy`` for several shot counts and draws.
 
     Each seed draws, per class, a random order of its training examples and
     takes the first ``shots`` (all of them when a class has fewer).
+
+    Args:
+        train_x: training features ``[n, d]`` to draw the shots from.
+        train_y: their integer labels ``[n]``.
+        test_x: test features ``[m, d]``.
+        test_y: test labels ``[m]``.
+        num_classes: number of classes.
+        shots: training examples per class, one evaluation each.
+        seeds: random draws per shot count.
+        l2_reg: L2 regularisation strength.
+
+    Returns:
+        ``{shots: [accuracy of each seed]}``.
     """
     train_y = np.asarray(train_y)
     results: dict[int, list[float]] = {s: [] for s in shots}
@@ -92,7 +110,17 @@ def fewshot(
 def extract_features(
     model: keras.Model, source: Source, split: str, batch_size: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The frozen features (the ``head``'s input) and labels of a whole split."""
+    """The frozen features (the ``head``'s input) and labels of a whole split.
+
+    Args:
+        model: a classifier with a layer named ``head``.
+        source: the dataset.
+        split: the split, read once, in order (plain resize to the model's input).
+        batch_size: images per batch.
+
+    Returns:
+        ``(features [n, d], integer labels [n])`` without padding examples.
+    """
     features = keras.Model(model.inputs, model.get_layer("head").input)
     image_size = int(model.input_shape[1])
     xs, ys = [], []

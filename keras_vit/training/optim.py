@@ -46,7 +46,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.peak, self.total_steps, self.warmup_steps = peak, total_steps, warmup_steps
         self.decay, self.end = decay, end
 
-    def __call__(self, step):
+    def __call__(self, step: tf.Tensor | int) -> tf.Tensor:
         step = tf.cast(step, tf.float32)
         warmup = float(max(self.warmup_steps, 1))
         span = float(max(self.total_steps - self.warmup_steps, 1))
@@ -63,6 +63,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return rate
 
     def get_config(self) -> dict:
+        """Returns the constructor's arguments (the schedule is saved with the optimizer)."""
         return dict(
             peak=self.peak,
             total_steps=self.total_steps,
@@ -109,6 +110,12 @@ def make_optimizer(
         beta_1: Adam's first-moment decay.
         beta_2: Adam's second-moment decay.
         loss_scale: wrap in a dynamic ``LossScaleOptimizer`` (float16 training).
+
+    Returns:
+        The optimizer (not yet built).
+
+    Raises:
+        ValueError: for an unknown name, or weight decay with ``"sgd"``.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")

@@ -158,7 +158,17 @@ FINETUNE_DEFAULT_STEPS = 2_500
 
 
 def get_recipe(name: str) -> Recipe:
-    """The recipe ``name``; a ``ValueError`` lists the known ones."""
+    """The recipe called ``name``.
+
+    Args:
+        name: a key of ``RECIPES``.
+
+    Returns:
+        The recipe (a frozen dataclass: change fields with ``dataclasses.replace``).
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+    """
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
     return RECIPES[name]
@@ -172,7 +182,19 @@ def _default_eval_split(source: Source) -> str:
 
 
 def resolve(recipe: Recipe, source: Source) -> Recipe:
-    """Fills the dataset-dependent fields: splits, steps, and (HyperRule) resolution and mixup."""
+    """Fills the dataset-dependent fields: splits, steps, and (HyperRule) resolution and mixup.
+
+    Args:
+        recipe: the recipe; fields already set are kept.
+        source: the dataset it trains on.
+
+    Returns:
+        The recipe with splits, ``steps`` and an integer ``warmup_steps`` filled in.
+
+    Raises:
+        ValueError: when no evaluation split is set and the dataset has no test or
+            validation split.
+    """
     fields: dict[str, Any] = {}
     steps_preset, train_preset, eval_preset = FINETUNE_PRESETS.get(
         source.name, (FINETUNE_DEFAULT_STEPS, "train", None)

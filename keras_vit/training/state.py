@@ -85,13 +85,20 @@ class TrainState:
         )
 
     def latest(self) -> str | None:
-        """The newest complete backup or checkpoint, by step."""
+        """Returns the newest complete backup or checkpoint (by step), or None."""
         paths = [m.latest_checkpoint for m in (self._backups, self._periodic)]
         paths = [p for p in paths if p]
         return max(paths, key=lambda p: int(p.rsplit("-", 1)[1]), default=None)
 
     def restore(self) -> int:
-        """Loads the newest backup or checkpoint, if any; returns the step it was taken at."""
+        """Loads the newest backup or checkpoint, if any.
+
+        Returns:
+            The step it was taken at (0 when there is none).
+
+        Raises:
+            ValueError: for a checkpoint of another model or optimizer.
+        """
         path = self.latest()
         if path is not None:
             try:
@@ -104,15 +111,21 @@ class TrainState:
         return int(self.step.numpy())
 
     def save_backup(self) -> None:
+        """Saves a preemption backup at the current step (the newest two are kept)."""
         if self.writer:
             self._backups.save(checkpoint_number=int(self.step.numpy()))
 
     def save_checkpoint(self) -> None:
+        """Saves a periodic checkpoint at the current step (kept by the retention rule)."""
         if self.writer:
             self._periodic.save(checkpoint_number=int(self.step.numpy()))
 
     def save_final(self) -> tuple[str, str]:
-        """Writes ``model.keras`` and the official-format ``model.npz``, each atomically."""
+        """Writes ``model.keras`` and the official-format ``model.npz``, each atomically.
+
+        Returns:
+            Their paths (also on tasks that do not write).
+        """
         keras_path = os.path.join(self.out_dir, "model.keras")
         npz_path = os.path.join(self.out_dir, "model.npz")
         if self.writer:
@@ -122,7 +135,14 @@ class TrainState:
 
 
 def weights_digest(model: keras.Model) -> str:
-    """A short hash of every weight's bytes: equal digests mean identical weights."""
+    """A short hash of every weight's bytes: equal digests mean identical weights.
+
+    Args:
+        model: the model.
+
+    Returns:
+        16 hexadecimal digits.
+    """
     digest = hashlib.sha256()
     for variable in model.weights:
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())

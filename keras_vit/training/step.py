@@ -32,6 +32,9 @@ import tensorflow as tf
 
 SUM = tf.distribute.ReduceOp.SUM
 
+# ``f(iterator, steps)``: runs ``steps`` steps on batches from ``iterator``, returns totals.
+StepFunction = Callable[[object, tf.Tensor], tf.Tensor]
+
 
 def _loss_and_correct(logits, labels, weights, global_batch: int, label_smoothing: float):
     logits = tf.cast(logits, tf.float32)
@@ -51,7 +54,7 @@ def make_train_function(
     accum_steps: int = 1,
     grad_clip: float | None = None,
     label_smoothing: float = 0.0,
-) -> Callable[[object, tf.Tensor], tf.Tensor]:
+) -> StepFunction:
     """A ``tf.function(iterator, steps)`` that runs ``steps`` training steps.
 
     Args:
@@ -116,10 +119,17 @@ def make_train_function(
 
 def make_eval_function(
     model: keras.Model, strategy: tf.distribute.Strategy, global_batch: int
-) -> Callable[[object, tf.Tensor], tf.Tensor]:
-    """A ``tf.function(iterator, steps)`` returning ``[loss sum, top-1 hits, top-5 hits, examples]``.
+) -> StepFunction:
+    """A ``tf.function(iterator, steps)`` that evaluates ``steps`` batches.
 
-    Padding examples (weight 0) count for nothing.
+    Args:
+        model: the model (built in ``strategy.scope()``).
+        strategy: the strategy.
+        global_batch: examples per batch over all replicas.
+
+    Returns:
+        The function; it returns ``[loss sum, top-1 hits, top-5 hits, examples]``
+        over the batches it ran. Padding examples (weight 0) count for nothing.
     """
 
     def replica_step(images, labels, weights):

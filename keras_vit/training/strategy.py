@@ -26,6 +26,9 @@ def split_cpu(num_devices: int) -> None:
 
     Lets MirroredStrategy run several replicas on a machine without GPUs, as
     the tests do; it must be called before any tensor is created.
+
+    Args:
+        num_devices: logical CPU devices to make.
     """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
@@ -45,6 +48,9 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.S
         name: one of ``STRATEGIES``.
         tpu: TPU address or name (``--tpu``) for ``"tpu"``/``"auto"``; ``"local"``
             for a TPU VM.
+
+    Returns:
+        The strategy (for ``"tpu"``, with the TPU system initialised).
 
     Raises:
         ValueError: for an unknown name, or ``"multiworker"`` without ``TF_CONFIG``.
@@ -79,5 +85,12 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.S
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this task writes checkpoints, logs and exports (one task per cluster)."""
+    """Whether this task writes checkpoints, logs and exports (one task per cluster).
+
+    Args:
+        strategy: the run's strategy.
+
+    Returns:
+        True on the chief (and on any single-worker strategy).
+    """
     return bool(strategy.extended.should_checkpoint)

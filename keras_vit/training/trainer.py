@@ -19,74 +19,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import threading
 import time
 
 import keras
 import tensorflow as tf
 
 from keras_vit.atomic import write_text_atomic
-from keras_vit.data import eval_dataset, eval_steps, load_source, train_dataset
-from keras_vit.data.sources import Source
-from keras_vit.models import create_model
+from keras_vit.data import Source, load_source, train_dataset
+from keras_vit.models.registry import create_recipe_model
+from keras_vit.training.evaluate import evaluate_split
+from keras_vit.training.monitor import Logs, Preemption
 from keras_vit.training.optim import WarmupSchedule, make_optimizer
+from keras_vit.training.options import (
+    PRECISIONS,
+    RunOptions,
+    check_init,
+    check_options,
+    check_resolved,
+)
 from keras_vit.training.recipes import Recipe, resolve
 from keras_vit.training.state import TrainState, weights_digest
-from keras_vit.training.step import make_eval_function, make_train_function
+from keras_vit.training.step import StepFunction, make_eval_function, make_train_function
 from keras_vit.training.strategy import is_chief, make_strategy
-from keras_vit.variants import parse_model_name
-
-PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """How a recipe is run (not what it trains).
-
-    Attributes:
-        out_dir: the run's folder: backups, checkpoints, logs, final model.
-        init: checkpoint to start from (file or named checkpoint), for fine-tuning.
-        strategy: ``auto``, ``default``, ``mirrored``, ``multiworker`` or ``tpu``.
-        tpu: TPU address for ``tpu``.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (dynamic loss scaling).
-        accum_steps: micro-batches per step (gradient accumulation).
-        seed: fixes the weights, data order and augmentation.
-        steps: overrides the recipe's step count (the schedule follows).
-        backup_every: steps between preemption backups.
-        checkpoint_every: steps between kept checkpoints (0: none).
-        keep: kept checkpoints; keep_every_hours keeps one per that many hours too.
-        eval_every: steps between evaluations (0: only at the end).
-        log_every: steps between console/TensorBoard updates (None: about an epoch, at most 100).
-        data_dir, manual_dir, download: TFDS options.
-        deterministic: TensorFlow's deterministic ops (bitwise-repeatable runs).
-        verbose: 1 progress bar, 0 quiet.
-    """
-
-    out_dir: str = "runs/digits"
-    init: str | None = None
-    strategy: str = "auto"
-    tpu: str | None = None
-    precision: str = "fp32"
-    accum_steps: int = 1
-    seed: int = 0
-    steps: int | None = None
-    backup_every: int = 500
-    checkpoint_every: int = 0
-    keep: int = 3
-    keep_every_hours: float | None = None
-    eval_every: int = 0
-    log_every: int | None = None
-    data_dir: str | None = None
-    manual_dir: str | None = None
-    download: bool = True
-    deterministic: bool = False
-    verbose: int = 1
 
 
 @dataclasses.dataclass
 class TrainResult:
-    """What ``fit`` returns."""
+    """What ``fit`` returns.
+
+    Attributes:
+        accuracy, top5, loss: the final evaluation on the recipe's eval split.
+        steps: the steps trained (the recipe's, resumed or not).
+        seconds: wall time of this call.
+        digest: ``weights_digest`` of the final weights.
+        model: the trained model.
+        recipe: the recipe as the dataset resolved it.
+        paths: ``model.keras`` and ``model.npz`` (None on tasks other than the chief).
+    """
 
     accuracy: float
     top5: float
@@ -100,168 +69,65 @@ class TrainResult:
 
 
 def build_model(recipe: Recipe, num_classes: int, image_size: int, init: str | None) -> keras.Model:
-    """The recipe's model; from ``init`` with a fresh zero head when the recipe says so."""
-    _check_init(recipe, init)
-    family, _, config = parse_model_name(recipe.model)
-    args = dict(recipe.model_args)
-    if family == "bit" and args:
-        raise ValueError(f"{recipe.model} takes no {', '.join(args)} (BiT models have no dropout)")
-    if family != "bit":
-        args.setdefault("representation_size", config["hidden_size"] if recipe.pre_logits else None)
-    model = create_model(
-        recipe.model, weights=init, image_size=image_size, num_classes=num_classes, **args
-    )
-    if init and recipe.reset_head:
-        for variable in model.get_layer("head").weights:
-            variable.assign(tf.zeros(variable.shape, variable.dtype))
-    return model
-
-
-def _check_init(recipe: Recipe, init: str | None) -> None:
-    if recipe.init_required and not init:
-        raise ValueError(
-            f"recipe {recipe.name!r} fine-tunes a checkpoint: pass --init (a file or a "
-            "named checkpoint such as augreg_in21k)"
-        )
-
-
-def _check_options(recipe: Recipe, options: RunOptions) -> None:
-    """Checks what can be checked before any data is read (or downloaded)."""
-    _check_init(recipe, options.init)
-    if recipe.batch_size < 1:
-        raise ValueError(f"batch size must be at least 1; got {recipe.batch_size}")
-    if options.precision not in PRECISIONS:
-        raise ValueError(
-            f"precision must be one of {', '.join(PRECISIONS)}; got {options.precision!r}"
-        )
-    for name in ("backup_every", "checkpoint_every", "eval_every"):
-        if getattr(options, name) < 0:
-            raise ValueError(f"{name} must be 0 (off) or more; got {getattr(options, name)}")
-    for name in ("accum_steps", "keep", "log_every"):
-        value = getattr(options, name)
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be at least 1; got {value}")
-
-
-def _check_resolved(recipe: Recipe, replicas: int, accum_steps: int) -> None:
-    """Checks the step count and batch split once the dataset has resolved the recipe."""
-    if recipe.steps < 1:
-        raise ValueError(f"the run must have at least 1 step; got {recipe.steps}")
-    if recipe.batch_size % (replicas * accum_steps):
-        raise ValueError(
-            f"batch size {recipe.batch_size} is not divisible by {replicas} replica(s) x "
-            f"{accum_steps} accumulation step(s)"
-        )
-
-
-class _Preemption:
-    """Turns SIGTERM into a request to save a backup and stop at the next step boundary.
-
-    Not with several workers: one worker stopping alone would leave the others
-    waiting in a collective; there a SIGTERM ends the process and the run resumes
-    from the last periodic backup.
-    """
-
-    def __init__(self, enabled: bool):
-        self.requested = False
-        self.enabled = enabled
-        self._previous = None
-
-    def __enter__(self):
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-class _Logs:
-    """TensorBoard writers of the chief (no-ops elsewhere)."""
-
-    def __init__(self, out_dir: str, writer: bool):
-        self.train = self.eval = None
-        if writer:
-            self.train = tf.summary.create_file_writer(os.path.join(out_dir, "logs", "train"))
-            self.eval = tf.summary.create_file_writer(os.path.join(out_dir, "logs", "eval"))
-
-    def scalars(self, which: str, step: int, values: dict[str, float]) -> None:
-        writer = getattr(self, which)
-        if writer is not None:
-            with writer.as_default(step=step):
-                for name, value in values.items():
-                    tf.summary.scalar(name, value)
-            writer.flush()
-
-    def start(self, recipe: Recipe, options: RunOptions, source: Source, step: int) -> None:
-        if self.train is None:
-            return
-        from tensorboard.plugins.hparams import api as hparams
-
-        flat = {**dataclasses.asdict(recipe), **dataclasses.asdict(options)}
-        with self.train.as_default(step=step):
-            hparams.hparams(
-                {
-                    k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                    for k, v in flat.items()
-                }
-            )
-            preview = train_dataset(
-                source, recipe.train_split, recipe.image_size, 8, options.seed,
-                recipe.augmentation, shuffle_buffer=1,
-            )  # fmt: skip
-            images = next(iter(preview))[0]
-            tf.summary.image("inputs", (images + 1.0) / 2.0, max_outputs=8)
-        self.train.flush()
-
-
-def evaluate_split(
-    model: keras.Model,
-    source: Source,
-    split: str,
-    batch_size: int = 256,
-    strategy: tf.distribute.Strategy | None = None,
-    evaluate=None,
-) -> dict[str, float]:
-    """Top-1 and top-5 accuracy and mean loss of ``model`` on a whole split.
+    """The recipe's model; from ``init`` with a fresh zero head when the recipe says so.
 
     Args:
-        model: a classifier (built in ``strategy``'s scope).
-        source: the dataset.
-        split: the split, evaluated once, in order (plain resize to the model's input).
-        batch_size: global batch size.
-        strategy: where to run (the current strategy when None).
-        evaluate: a function from ``make_eval_function`` to reuse (avoids retracing).
+        recipe: the recipe (its model, model arguments, pre-logits and head reset).
+        num_classes: classes of the head.
+        image_size: input resolution.
+        init: checkpoint to start from (file or named checkpoint), or None.
 
     Returns:
-        ``{"loss", "accuracy", "top5", "examples"}``.
+        The model, built in the current strategy's scope and dtype policy.
+
+    Raises:
+        ValueError: for a fine-tuning recipe without ``init``, or an unknown model.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    evaluate = evaluate or make_eval_function(model, strategy, batch_size)
-    image_size = int(model.input_shape[1])
-    data = strategy.distribute_datasets_from_function(
-        lambda ctx: eval_dataset(source, split, image_size, batch_size, ctx)
+    check_init(recipe, init)
+    return create_recipe_model(
+        recipe.model,
+        num_classes,
+        image_size,
+        model_args=recipe.model_args,
+        pre_logits=recipe.pre_logits,
+        init=init,
+        reset_head=recipe.reset_head,
     )
-    steps = eval_steps(source, split, batch_size)
-    loss, top1, top5, count = evaluate(iter(data), tf.constant(steps)).numpy()
-    count = max(float(count), 1.0)
-    return {"loss": loss / count, "accuracy": top1 / count, "top5": top5 / count, "examples": count}
+
+
+@dataclasses.dataclass
+class _Run:
+    """What ``fit`` sets up for the loop."""
+
+    recipe: Recipe
+    options: RunOptions
+    strategy: tf.distribute.Strategy
+    source: Source
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    state: TrainState
+    writer: bool  # whether this task writes checkpoints, logs and outputs (the chief)
+    start: float  # time.perf_counter() when fit was called
 
 
 def fit(recipe: Recipe, options: RunOptions) -> TrainResult:
     """Trains ``recipe`` as ``options`` say, resuming from ``options.out_dir`` if it holds a backup.
 
+    Args:
+        recipe: what to train (``get_recipe``, possibly with fields replaced).
+        options: how to run it: output folder, strategy, precision, intervals.
+
+    Returns:
+        The final evaluation, the model and where it was saved.
+
     Raises:
         ValueError: for unknown names, bad sizes, a missing ``--init``, a batch
             that does not divide over replicas and accumulation steps.
         keras_vit.data.DataError: for data that cannot be read.
+        SystemExit: after a SIGTERM, once a backup is saved.
     """
     start = time.perf_counter()
-    _check_options(recipe, options)
+    check_options(recipe, options)
     if options.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(options.seed)
@@ -270,110 +136,177 @@ def fit(recipe: Recipe, options: RunOptions) -> TrainResult:
     if options.steps is not None:
         recipe = dataclasses.replace(recipe, steps=options.steps)
     recipe = resolve(recipe, source)
-    _check_resolved(recipe, strategy.num_replicas_in_sync, options.accum_steps)
-    writer = is_chief(strategy)
+    check_resolved(recipe, strategy.num_replicas_in_sync, options.accum_steps)
+    run = _build(recipe, options, strategy, source, start)
+    step = run.state.restore()
+    if step:
+        print(f"resumed from {run.state.latest()} at step {step}", flush=True)
+    return _loop(run)
 
+
+def _build(
+    recipe: Recipe,
+    options: RunOptions,
+    strategy: tf.distribute.Strategy,
+    source: Source,
+    start: float,
+) -> _Run:
+    """The model, optimizer and state, made in the strategy's scope at the run's precision."""
+    writer = is_chief(strategy)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[options.precision])
     try:
         with strategy.scope():
             model = build_model(recipe, source.num_classes, recipe.image_size, options.init)
             schedule = WarmupSchedule(
-                recipe.learning_rate, recipe.steps, recipe.warmup_steps, recipe.decay,
-                recipe.end_learning_rate,
-            )  # fmt: skip
+                recipe.learning_rate,
+                total_steps=recipe.steps,
+                warmup_steps=recipe.warmup_steps,
+                decay=recipe.decay,
+                end=recipe.end_learning_rate,
+            )
             optimizer = make_optimizer(
-                recipe.optimizer, schedule, model, recipe.weight_decay, recipe.momentum,
-                recipe.beta_1, recipe.beta_2, loss_scale=options.precision == "fp16",
-            )  # fmt: skip
+                recipe.optimizer,
+                schedule,
+                model,
+                weight_decay=recipe.weight_decay,
+                momentum=recipe.momentum,
+                beta_1=recipe.beta_1,
+                beta_2=recipe.beta_2,
+                loss_scale=options.precision == "fp16",
+            )
             optimizer.build(model.trainable_variables)
             state = TrainState(
                 model, optimizer, options.out_dir, writer, options.keep, options.keep_every_hours
             )
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    step = state.restore()
-    if step:
-        print(f"resumed from {state.latest()} at step {step}", flush=True)
-    return _loop(recipe, options, strategy, source, model, optimizer, state, writer, start)
+    return _Run(recipe, options, strategy, source, model, optimizer, state, writer, start)
 
 
-def _loop(recipe, options, strategy, source, model, optimizer, state, writer, start):
-    total = recipe.steps
-    steps_per_epoch = max(1, source.split(recipe.train_split).num_examples // recipe.batch_size)
-    log_every = options.log_every or min(100, steps_per_epoch)
+def _loop(run: _Run) -> TrainResult:
+    """Trains from the restored step to the recipe's last in chunks, then evaluates and saves.
+
+    A chunk is one call of the compiled step function; it ends wherever a log,
+    backup, checkpoint or evaluation is due. SIGTERM (one worker) stops the run
+    at the end of a chunk, with a backup.
+    """
+    recipe, options, total = run.recipe, run.options, run.recipe.steps
     train = make_train_function(
-        model, optimizer, strategy, recipe.batch_size, options.accum_steps, recipe.grad_clip,
-        recipe.label_smoothing,
-    )  # fmt: skip
-    evaluate = make_eval_function(model, strategy, recipe.batch_size)
-    examples = int(state.examples.numpy())
-    data = strategy.distribute_datasets_from_function(
+        run.model,
+        run.optimizer,
+        run.strategy,
+        recipe.batch_size,
+        accum_steps=options.accum_steps,
+        grad_clip=recipe.grad_clip,
+        label_smoothing=recipe.label_smoothing,
+    )
+    evaluate = make_eval_function(run.model, run.strategy, recipe.batch_size)
+    iterator = _train_iterator(run)
+    logs = Logs(options.out_dir, run.writer)
+    step = int(run.state.step.numpy())
+    logs.start(recipe, options, run.source, step)
+    verbose = options.verbose if run.writer else 0
+    progress = keras.utils.Progbar(total, verbose=verbose, stateful_metrics=["loss", "accuracy"])
+    progress.update(step)
+    stops = [options.backup_every, options.checkpoint_every, options.eval_every, _log_every(run)]
+    single_worker = not isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    with Preemption(single_worker) as preemption:
+        while step < total and not preemption.requested:
+            chunk = min(total - step, *(every - step % every for every in stops if every))
+            values = _train_chunk(run, train, iterator, step, chunk)
+            step += chunk
+            progress.update(step, [(k, values[k]) for k in ("loss", "accuracy")])
+            logs.scalars("train", step, values)
+            _save_and_evaluate(run, step, logs, evaluate)
+        if preemption.requested and step < total:
+            run.state.save_backup()
+            raise SystemExit(f"stopped by SIGTERM at step {step}; run again to resume")
+    return _finish(run, step, logs, evaluate)
+
+
+def _log_every(run: _Run) -> int:
+    """Steps between console/TensorBoard updates: as set, or about an epoch, at most 100."""
+    examples = run.source.split(run.recipe.train_split).num_examples
+    return run.options.log_every or min(100, max(1, examples // run.recipe.batch_size))
+
+
+def _train_iterator(run: _Run) -> tf.distribute.DistributedIterator:
+    """The distributed training stream, from the example that the state has reached."""
+    recipe = run.recipe
+    examples = int(run.state.examples.numpy())
+    data = run.strategy.distribute_datasets_from_function(
         lambda ctx: train_dataset(
-            source,
+            run.source,
             recipe.train_split,
             recipe.image_size,
             recipe.batch_size,
-            options.seed,
+            run.options.seed,
             recipe.augmentation,
             start_example=examples,
             input_context=ctx,
-        )  # fmt: skip
+        )
     )
-    iterator = iter(data)
-    logs = _Logs(options.out_dir, writer)
-    step = int(state.step.numpy())
-    logs.start(recipe, options, source, step)
-    progress = keras.utils.Progbar(
-        total, verbose=options.verbose if writer else 0, stateful_metrics=["loss", "accuracy"]
+    return iter(data)
+
+
+def _train_chunk(
+    run: _Run,
+    train: StepFunction,
+    iterator: tf.distribute.DistributedIterator,
+    step: int,
+    chunk: int,
+) -> dict[str, float]:
+    """Trains ``chunk`` steps from ``step``, advances the state, returns the chunk's averages."""
+    batch_size = run.recipe.batch_size
+    tick = time.perf_counter()
+    loss, correct, norm = train(iterator, tf.constant(chunk)).numpy()
+    seconds = time.perf_counter() - tick
+    run.state.step.assign(step + chunk)
+    run.state.examples.assign(run.state.examples + chunk * batch_size)
+    return {
+        "loss": loss / chunk,
+        "accuracy": correct / (chunk * batch_size),
+        "learning_rate": float(run.optimizer.learning_rate.numpy()),
+        "images_per_second": chunk * batch_size / seconds,
+        "grad_norm": norm / chunk,
+    }
+
+
+def _save_and_evaluate(run: _Run, step: int, logs: Logs, evaluate: StepFunction) -> None:
+    """The backup, checkpoint and evaluation due at ``step`` (the last step is always backed up)."""
+    options, total = run.options, run.recipe.steps
+    if options.backup_every and step % options.backup_every == 0 or step == total:
+        run.state.save_backup()
+    if options.checkpoint_every and step % options.checkpoint_every == 0:
+        run.state.save_checkpoint()
+    if options.eval_every and step % options.eval_every == 0 and step < total:
+        logs.scalars("eval", step, _evaluate(run, evaluate))
+
+
+def _evaluate(run: _Run, evaluate: StepFunction) -> dict[str, float]:
+    recipe = run.recipe
+    return evaluate_split(
+        run.model, run.source, recipe.eval_split, recipe.batch_size, run.strategy, evaluate
     )
-    progress.update(step)
-    stops = [options.backup_every, options.checkpoint_every, options.eval_every, log_every]
-    single_worker = not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    with _Preemption(single_worker) as preemption:
-        while step < total and not preemption.requested:
-            chunk = min(total - step, *(every - step % every for every in stops if every))
-            tick = time.perf_counter()
-            loss, correct, norm = train(iterator, tf.constant(chunk)).numpy()
-            seconds = time.perf_counter() - tick
-            step += chunk
-            state.step.assign(step)
-            state.examples.assign(state.examples + chunk * recipe.batch_size)
-            values = {
-                "loss": loss / chunk,
-                "accuracy": correct / (chunk * recipe.batch_size),
-                "learning_rate": float(optimizer.learning_rate.numpy()),
-                "images_per_second": chunk * recipe.batch_size / seconds,
-                "grad_norm": norm / chunk,
-            }
-            progress.update(step, [(k, values[k]) for k in ("loss", "accuracy")])
-            logs.scalars("train", step, values)
-            if options.backup_every and step % options.backup_every == 0 or step == total:
-                state.save_backup()
-            if options.checkpoint_every and step % options.checkpoint_every == 0:
-                state.save_checkpoint()
-            if options.eval_every and step % options.eval_every == 0 and step < total:
-                logs.scalars("eval", step, evaluate_split(model, source, recipe.eval_split,
-                              recipe.batch_size, strategy, evaluate))  # fmt: skip
-        if preemption.requested and step < total:
-            state.save_backup()
-            raise SystemExit(f"stopped by SIGTERM at step {step}; run again to resume")
-    metrics = evaluate_split(
-        model, source, recipe.eval_split, recipe.batch_size, strategy, evaluate
-    )
+
+
+def _finish(run: _Run, step: int, logs: Logs, evaluate: StepFunction) -> TrainResult:
+    """The final evaluation; ``model.keras``, ``model.npz`` and ``metrics.json`` (the chief)."""
+    metrics = _evaluate(run, evaluate)
     logs.scalars("eval", step, metrics)
-    paths = state.save_final()
-    if writer:
+    paths = run.state.save_final()
+    if run.writer:
         summary = {"step": step, **{k: float(v) for k, v in metrics.items()}}
-        write_text_atomic(os.path.join(options.out_dir, "metrics.json"), json.dumps(summary))
+        write_text_atomic(os.path.join(run.options.out_dir, "metrics.json"), json.dumps(summary))
     return TrainResult(
         accuracy=float(metrics["accuracy"]),
         top5=float(metrics["top5"]),
         loss=float(metrics["loss"]),
         steps=step,
-        seconds=time.perf_counter() - start,
-        digest=weights_digest(model),
-        model=model,
-        recipe=recipe,
-        paths=paths if writer else None,
+        seconds=time.perf_counter() - run.start,
+        digest=weights_digest(run.model),
+        model=run.model,
+        recipe=run.recipe,
+        paths=paths if run.writer else None,
     )
