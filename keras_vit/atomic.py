@@ -3,7 +3,10 @@
 The one helper for every file this package writes whole (``model.npz``,
 ``model.keras``, ``metrics.json``, a Triton ``config.pbtxt``): the data is
 written to a temporary file beside the target, flushed to disk, renamed over
-the target, and the rename itself is flushed by syncing the folder.
+the target, and the rename itself is flushed by syncing the folder. The file
+gets the mode a plain ``open`` would give it (``0o666`` less the umask), not the
+owner-only mode of a temporary file, so that a server running as another user
+(Triton) can read what ``export`` and ``train`` write.
 
 Example:
     >>> import os, tempfile
@@ -27,6 +30,36 @@ def _fsync_path(path: str, flags: int = os.O_RDONLY) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows.
+
+    Returns:
+        The umask bits, e.g. ``0o022``.
+    """
+    try:  # Linux 4.7+: read-only, so another thread never sees a changed umask.
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(folder: bool = False) -> int:
+    """The mode ``open`` (``0o666``) or ``mkdir`` (``0o777``) would give, under the umask.
+
+    Args:
+        folder: for a folder rather than a file.
+
+    Returns:
+        The permission bits.
+    """
+    return (0o777 if folder else 0o666) & ~current_umask()
 
 
 def _fsync_folder(directory: str) -> None:
@@ -55,6 +88,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, plain_mode())  # mkstemp's 0600 would hide the file from other users
         _fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:

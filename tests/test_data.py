@@ -85,6 +85,32 @@ def test_image_folder_errors(tmp_path):
         load_source(str(tmp_path / "fresh"))
 
 
+def test_image_folder_needs_two_trained_classes(tmp_path, caplog):
+    """One class trains to a perfect "held-out accuracy"; an untrained test class is a guess."""
+    _write_images(tmp_path / "train", 2, seed=0)
+    _write_images(tmp_path / "test", 2, seed=1)
+    for split in ("train", "test"):
+        for path in (tmp_path / split / "horizontal").iterdir():
+            path.unlink()  # an empty class folder is no class
+    with pytest.raises(DataError, match=r"training images of one class only \(vertical\)"):
+        load_source(str(tmp_path))
+    (tmp_path / "train" / "horizontal").rename(tmp_path / "train" / "diagonal")
+    _write_images(tmp_path / "more" / "train", 2, seed=2)
+    (tmp_path / "more" / "train" / "horizontal").rename(tmp_path / "train" / "horizontal")
+    png = next((tmp_path / "test" / "vertical").glob("*.png"))
+    (tmp_path / "test" / "diagonal").mkdir()
+    (tmp_path / "test" / "diagonal" / "0.png").write_bytes(png.read_bytes())
+    with pytest.raises(
+        DataError, match="has images of classes with no training images.*: diagonal"
+    ):
+        load_source(str(tmp_path))
+    (tmp_path / "test" / "diagonal" / "0.png").unlink()
+    with caplog.at_level("WARNING", logger="keras_vit"):
+        source = load_source(str(tmp_path))
+    assert source.class_names == ("diagonal", "horizontal", "vertical")
+    assert "train/ classes with no images (never learned): ['diagonal']" in caplog.text
+
+
 def test_digits_forms_agree():
     (model_inputs, _), _ = load_digits()
     (values, _), _ = load_digits(form="pixels")

@@ -175,12 +175,37 @@ def test_concurrent_clients_and_dynamic_batching(server, model):
     assert executions < inferences  # dynamic batching combined requests
 
 
+def descendants(pid):
+    """Live processes under ``pid`` (this server's only, not another test's)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = open(f"/proc/{parent}/task/{parent}/children").read().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            try:
+                state = open(f"/proc/{child}/stat").read().split(") ")[1][0]
+            except (OSError, IndexError):
+                continue
+            if state not in "ZX":
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def test_dead_backend_is_noticed_and_reloaded(server):
     assert check_model(server.http_url, "vit")
-    stubs = subprocess.run(
-        ["pgrep", "-f", "triton_python_backend_stub.*/vit/"], capture_output=True, text=True
-    )
-    pids = [int(p) for p in stubs.stdout.split()]
+    stubs = [p for p in descendants(server.process.pid) if "_backend_stub" in cmdline(p)]
+    pids = [p for p in stubs if "/vit/" in cmdline(p)]
     assert pids, "no backend process found for the model"
     subprocess.run(["kill", "-9", *map(str, pids)], check=True)
     import time
@@ -189,7 +214,7 @@ def test_dead_backend_is_noticed_and_reloaded(server):
     while check_model(server.http_url, "vit") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not check_model(server.http_url, "vit")
-    assert heal(server.http_url, "vit")
+    assert heal(server.http_url, "vit", repo=server.repo)
     assert check_model(server.http_url, "vit", "grpc") or check_model(
         server.grpc_url, "vit", "grpc"
     )

@@ -34,18 +34,23 @@ import numpy as np
 from keras_vit.atomic import write_atomic
 from keras_vit.checkpoints.assign import assign_params, model_params
 from keras_vit.checkpoints.families import Family, Params, canonicalise, detect_family
-from keras_vit.checkpoints.io import CheckpointError, read_checkpoint
+from keras_vit.checkpoints.io import CheckpointError, byte_budget, read_checkpoint
 from keras_vit.checkpoints.official import to_bit_layout
 
 logger = logging.getLogger("keras_vit")
 
 
-def read_canonical(path: str | os.PathLike, num_heads: int | None = None) -> tuple[Family, Params]:
+def read_canonical(
+    path: str | os.PathLike, num_heads: int | None = None, allow_nonfinite: bool = False
+) -> tuple[Family, Params]:
     """Reads a checkpoint once and brings it to canonical keys.
+
+    With no model to bound it, the file may declare up to ``io.MAX_CHECKPOINT_BYTES``.
 
     Args:
         path: an ``.npz`` or ``.safetensors`` file.
         num_heads: the head count, for timm ViT state dicts (which do not record it).
+        allow_nonfinite: accept NaN and infinity in the arrays.
 
     Returns:
         ``(family, canonical parameters)``.
@@ -53,7 +58,7 @@ def read_canonical(path: str | os.PathLike, num_heads: int | None = None) -> tup
     Raises:
         CheckpointError: for an unreadable, unrecognised or refused file.
     """
-    raw = read_checkpoint(path)
+    raw = read_checkpoint(path, allow_nonfinite=allow_nonfinite)
     family = detect_family(raw)
     return family, canonicalise(family, raw, num_heads)
 
@@ -136,10 +141,12 @@ def _load(
     source: str | None,
     posemb_method: str | None = None,
     source_grid: tuple[int, int] | None = None,
+    allow_nonfinite: bool = False,
 ) -> None:
     """The whole pipeline; ``source`` (``"official"``, ``"timm"``) refuses the other's files."""
     path = os.fspath(path)
-    raw = read_checkpoint(path)
+    num_params = sum(int(np.prod(v.shape)) for v in model_params(model).values())
+    raw = read_checkpoint(path, byte_budget(num_params), allow_nonfinite)
     family = detect_family(raw)
     if source == "official" and family.source == "timm":
         raise CheckpointError(f"{path!r} is a timm state dict; use load_timm")
@@ -155,6 +162,7 @@ def load_npz(
     path: str | os.PathLike,
     posemb_method: str = "bilinear",
     source_grid: tuple[int, int] | None = None,
+    allow_nonfinite: bool = False,
 ) -> None:
     """Loads an official ``.npz`` checkpoint: ViT, hybrid or BiT.
 
@@ -163,22 +171,32 @@ def load_npz(
     with old ``(1, 1, 1, C)`` GroupNorm parameters; BiT's ``resnet/`` files). Position
     embeddings are resampled when the model's grid differs (the official
     loader's bilinear zoom by default). A model with another class count, or
-    without the checkpoint's ``pre_logits`` layer, keeps its own head.
+    without the checkpoint's ``pre_logits`` layer, keeps its own head. The file's
+    array headers are checked before its data is read: it may declare at most
+    ``io.byte_budget`` of the model's parameter count (four times the model's
+    float32 bytes plus 256 MiB).
 
     Args:
         model: a keras_vit model.
         path: the ``.npz`` file.
         posemb_method: ``"bilinear"`` (official) or ``"bicubic"``.
         source_grid: the checkpoint's patch grid when it is not square.
+        allow_nonfinite: accept NaN and infinity in the checkpoint.
 
     Raises:
-        CheckpointError: naming the missing, extra or mis-shaped keys, or the
-            wrong family; the model's weights are then unchanged.
+        CheckpointError: naming the missing, extra or mis-shaped keys, the wrong
+            family, an oversized declaration or non-finite arrays; the model's
+            weights are then unchanged.
     """
-    _load(model, path, "official", posemb_method, source_grid)
+    _load(model, path, "official", posemb_method, source_grid, allow_nonfinite)
 
 
-def load_timm(model: keras.Model, path: str | os.PathLike, posemb_method: str = "bicubic") -> None:
+def load_timm(
+    model: keras.Model,
+    path: str | os.PathLike,
+    posemb_method: str = "bicubic",
+    allow_nonfinite: bool = False,
+) -> None:
     """Loads a timm / Hugging Face state dict: ``VisionTransformer``, its hybrid, or BiT ``ResNetV2``.
 
     Args:
@@ -186,11 +204,12 @@ def load_timm(model: keras.Model, path: str | os.PathLike, posemb_method: str = 
             matches timm's exact GELU.
         path: a ``.safetensors`` file or an ``.npz`` of the state dict.
         posemb_method: how position embeddings are resampled (timm: bicubic).
+        allow_nonfinite: accept NaN and infinity in the checkpoint.
 
     Raises:
         CheckpointError: as ``load_npz``.
     """
-    _load(model, path, "timm", posemb_method)
+    _load(model, path, "timm", posemb_method, allow_nonfinite=allow_nonfinite)
 
 
 def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import time
+from typing import TYPE_CHECKING
 
 from keras_vit.cli.model_args import add_model_arguments, load_model
+
+if TYPE_CHECKING:
+    from keras_vit.serving.server import TritonServer
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -56,32 +62,92 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=_export)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    """``keras-vit serve``: runs tritonserver, reloading a model that stops answering."""
-    import time
+class SignalStop(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM and SIGHUP, as SIGINT raises KeyboardInterrupt."""
 
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise SignalStop(signal.Signals(signum).name)
+
+
+RESTARTS = 5  # tritonserver restarts in a row before serve gives up
+BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0)  # seconds before each of them
+RELOAD = 120.0  # seconds an unload, and then a load, may take before a restart
+HEALTHY = 120.0  # seconds served after which a death counts as the first in a row
+
+
+def _watch(server: TritonServer, models: list[str], check_every: float) -> str:
+    """Checks the models every ``check_every`` seconds, reloading one that does not answer.
+
+    Returns:
+        Why the server must be restarted: it exited, or a model stayed dead after a
+        reload (Triton can leave a model whose stub died UNLOADING for good).
+    """
     from keras_vit.serving.client import heal
+
+    while server.alive():
+        time.sleep(check_every)
+        for name in models:
+            if server.alive() and not heal(server.http_url, name, timeout=RELOAD, repo=server.repo):
+                if server.alive():
+                    return f"model {name} does not answer after a reload"
+    return f"tritonserver exited ({server.process.returncode})"
+
+
+def _serve_once(server: TritonServer, models: list[str], check_every: float) -> str:
+    """Starts the server and serves until it must be restarted; it is stopped then.
+
+    Returns:
+        Why it must be restarted: it did not start, it exited, or a model stayed dead.
+    """
+    try:
+        with server:
+            print(
+                f"serving {', '.join(models) or 'no models'} from {server.repo}: "
+                f"HTTP {server.http_url}, gRPC {server.grpc_url} (Ctrl-C stops)",
+                flush=True,
+            )
+            return _watch(server, models, check_every)
+    except RuntimeError as error:  # did not start: exited, or not ready in time
+        return str(error).splitlines()[0].rstrip(":")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``keras-vit serve``: runs tritonserver, reloading a model that stops answering.
+
+    SIGINT, SIGTERM and SIGHUP stop it at any moment, server included; a server
+    that dies is restarted after a back-off, ``RESTARTS`` times in a row at most.
+    """
     from keras_vit.serving.server import TritonServer
 
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_stop)
     server = TritonServer(
         args.repo, args.http_port, args.grpc_port, args.metrics_port, host=args.host
     )
     models = sorted(p.name for p in server.repo.iterdir() if (p / "config.pbtxt").exists())
-    with server:
-        print(
-            f"serving {', '.join(models) or 'no models'} from {server.repo}: "
-            f"HTTP {server.http_url}, gRPC {server.grpc_url} (Ctrl-C stops)",
-            flush=True,
-        )
-        try:
-            while True:
-                time.sleep(args.check_every)
-                for name in models:
-                    if not heal(server.http_url, name):
-                        message = f"model {name} does not answer after a reload"
-                        print(message, file=sys.stderr, flush=True)
-        except KeyboardInterrupt:
-            print("stopping tritonserver", flush=True)
+    failures = 0
+    try:
+        while True:
+            started = time.monotonic()
+            reason = _serve_once(server, models, args.check_every)
+            if time.monotonic() - started > HEALTHY:
+                failures = 0
+            if failures >= RESTARTS:
+                raise RuntimeError(f"{reason}, {RESTARTS} times in a row")
+            delay, failures = BACKOFF[failures], failures + 1
+            print(
+                f"{reason}; restarting tritonserver in {delay:.0f} s "
+                f"(restart {failures} of {RESTARTS}); log: {server.log_path}",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(delay)
+    except KeyboardInterrupt as stop:
+        print(f"stopping tritonserver ({stop or 'SIGINT'})", flush=True)
+    except RuntimeError as error:  # the server died too often
+        print(f"keras-vit serve: error: {error}; log: {server.log_path}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -102,9 +168,18 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     """``keras-vit predict``: prints the top classes of image files, from a Triton server."""
+    from tritonclient.utils import InferenceServerException
+
     from keras_vit.serving.client import classify
 
-    tops = classify(args.images, args.url, args.name, args.protocol, args.top)
+    try:
+        tops = classify(args.images, args.url, args.name, args.protocol, args.top)
+    except (OSError, InferenceServerException) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"no answer from a Triton server at {args.url} ({args.protocol}): {reason}; "
+            "start one with `keras-vit serve --repo REPO` or pass --url"
+        ) from None
     for path, top in zip(args.images, tops):
         print(path + ": " + ", ".join(f"{label} ({score:.2f})" for score, _, label in top))
     return 0

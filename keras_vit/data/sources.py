@@ -126,7 +126,8 @@ def _is_image(path: str) -> bool:
     return any(head.startswith(magic) for magic in _MAGIC)
 
 
-def _folder_split(folder: str, class_names: tuple[str, ...]) -> Split:
+def _folder_split(folder: str, class_names: tuple[str, ...]) -> tuple[Split, np.ndarray]:
+    """A folder's images as a split, and how many images each class has."""
     paths, labels, skipped = [], [], []
     for label, name in enumerate(class_names):
         directory = os.path.join(folder, name)
@@ -153,9 +154,31 @@ def _folder_split(folder: str, class_names: tuple[str, ...]) -> Split:
     if not paths:
         raise DataError(f"no readable images in {folder!r} (expected <class>/*.jpg or *.png)")
     paths_array, labels_array = np.array(paths), np.array(labels, np.int64)
-    return Split(
+    split = Split(
         lambda: tf.data.Dataset.from_tensor_slices((paths_array, labels_array)), len(paths)
     )
+    return split, np.bincount(labels_array, minlength=len(class_names))
+
+
+def _check_classes(root: str, class_names: tuple[str, ...], counts: dict[str, np.ndarray]) -> None:
+    """Refuses fewer than two trained classes, or evaluation images of an untrained class."""
+    trained = counts["train"] > 0
+    if trained.sum() < 2:
+        names = ", ".join(c for c, t in zip(class_names, trained, strict=True) if t)
+        raise DataError(
+            f"image folder {root!r} has training images of one class only ({names}); "
+            "a classifier needs at least two (train/<class>/*)"
+        )
+    for name, count in counts.items():
+        untrained = [c for c, n, t in zip(class_names, count, trained, strict=True) if n and not t]
+        if untrained:
+            raise DataError(
+                f"{os.path.join(root, name)!r} has images of classes with no training images "
+                f"in train/: {', '.join(untrained)}"
+            )
+    empty = [c for c, t in zip(class_names, trained, strict=True) if not t]
+    if empty:
+        logger.warning("%s: train/ classes with no images (never learned): %s", root, empty)
 
 
 def folder_source(root: str) -> Source:
@@ -173,7 +196,8 @@ def folder_source(root: str) -> Source:
 
     Raises:
         DataError: for a missing ``train/``, no class folders, no readable
-            images, or an evaluation class that ``train/`` lacks.
+            images, fewer than two classes with training images, or an
+            evaluation class that ``train/`` lacks or has no images of.
     """
     train = os.path.join(root, "train")
     if not os.path.isdir(train):
@@ -183,7 +207,8 @@ def folder_source(root: str) -> Source:
     )
     if not class_names:
         raise DataError(f"{train!r} has no class folders (expected train/<class>/*.jpg)")
-    splits = {"train": _folder_split(train, class_names)}
+    splits, counts = {}, {}
+    splits["train"], counts["train"] = _folder_split(train, class_names)
     for name in FOLDER_EVAL_SPLITS:
         folder = os.path.join(root, name)
         if os.path.isdir(folder):
@@ -195,7 +220,8 @@ def folder_source(root: str) -> Source:
             )
             if unknown:
                 raise DataError(f"{folder!r} has classes that train/ lacks: {', '.join(unknown)}")
-            splits[name] = _folder_split(folder, class_names)
+            splits[name], counts[name] = _folder_split(folder, class_names)
+    _check_classes(root, class_names, counts)
     return Source(os.path.basename(os.path.normpath(root)), class_names, splits, "path")
 
 

@@ -165,13 +165,16 @@ def from_checkpoint(
     *,
     posemb_method: str | None = None,
     source_grid: tuple[int, int] | None = None,
+    allow_nonfinite: bool = False,
     **overrides: Any,
 ) -> keras.Model:
     """Builds the ViT, hybrid or BiT model a checkpoint describes and loads it.
 
     Official ViT and hybrid files get the tanh GELU (``approximate_gelu=True``),
     timm files the exact one (False). timm ViT state dicts do not record the
-    head count: pass ``num_heads=``.
+    head count: pass ``num_heads=``. With no model yet to bound it, the file may
+    declare up to ``checkpoints.io.MAX_CHECKPOINT_BYTES`` (checked from its headers
+    before any data is read).
 
     Args:
         path: an official ``.npz`` (including our own ``save_npz`` files) or a
@@ -180,6 +183,7 @@ def from_checkpoint(
             changes the grid; None for the family's own (official bilinear,
             timm bicubic).
         source_grid: the checkpoint's patch grid when it is not square.
+        allow_nonfinite: accept NaN and infinity in the checkpoint.
         **overrides: any ``ViT`` or ``ResNetV2`` argument, winning over the
             checkpoint's (``image_size=`` resamples the position embeddings,
             ``num_classes=`` keeps a new, zero head). ``image_size`` is needed
@@ -197,7 +201,7 @@ def from_checkpoint(
     """
     if "weights" in overrides:
         raise ValueError("from_checkpoint loads `path` itself; do not pass weights=")
-    family, params = read_canonical(path, overrides.get("num_heads"))
+    family, params = read_canonical(path, overrides.get("num_heads"), allow_nonfinite)
     if family.model == "bit":
         builder, args = ResNetV2, bit_arguments(params)
     else:

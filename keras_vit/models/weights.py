@@ -105,11 +105,43 @@ def lookup(variant: str | None, weights: str) -> NamedWeights:
     return available[weights]
 
 
+def cache_path(named: NamedWeights) -> str:
+    """Where ``fetch`` keeps a named checkpoint.
+
+    Args:
+        named: the checkpoint.
+
+    Returns:
+        Its path in the cache (it may not exist yet).
+    """
+    home = CACHE_DIR or os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return os.path.join(os.path.expanduser(home), "keras_vit", os.path.basename(named.url))
+
+
 def fetch(named: NamedWeights) -> str:
-    """Downloads (once) and returns the local path of a named checkpoint."""
-    return keras.utils.get_file(
-        fname=os.path.basename(named.url),
-        origin=named.url,
-        cache_dir=CACHE_DIR,
-        cache_subdir="keras_vit",
-    )
+    """Downloads (once) and returns the local path of a named checkpoint.
+
+    Args:
+        named: the checkpoint.
+
+    Returns:
+        The local file.
+
+    Raises:
+        ValueError: when the download fails (offline, say): one line naming the
+            file, its URL and how to pass a local copy instead.
+    """
+    try:
+        return keras.utils.get_file(
+            fname=os.path.basename(named.url),
+            origin=named.url,
+            cache_dir=CACHE_DIR,
+            cache_subdir="keras_vit",
+        )
+    except Exception as error:  # get_file raises a bare Exception for URL failures
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"cannot download {os.path.basename(named.url)} from {named.url} ({reason}); "
+            f"download it elsewhere and pass the file (--weights FILE, or weights=FILE), "
+            f"or place it at {cache_path(named)}"
+        ) from None

@@ -8,7 +8,9 @@ Example (not run here: it needs a server)::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -138,18 +140,82 @@ def check_model(url: str, model: str, protocol: str = "http") -> bool:
         return False
 
 
-def heal(url: str, model: str, protocol: str = "http") -> bool:
+def _state(client: Any, model: str, protocol: str) -> str:
+    """The model's state in the server's repository index ("" when not listed)."""
+    index = client.get_model_repository_index()
+    entries = index.models if protocol == "grpc" else index
+    for entry in entries:
+        name, state = (
+            (entry.name, entry.state) if protocol == "grpc" else (entry["name"], entry.get("state"))
+        )
+        if name == model:
+            return state or ""
+    return ""
+
+
+def _touched(folder: Path) -> bool:
+    """Sets the modification time of a model's version folders to now.
+
+    Triton reloads the versions whose folder changed (a change of the model folder
+    alone reloads nothing).
+
+    Returns:
+        False when there is no version folder or this process may not touch one.
+    """
+    try:
+        versions = [v for v in folder.iterdir() if v.is_dir() and v.name.isdigit()]
+        for version in versions:
+            os.utime(version)
+    except OSError:
+        return False
+    return bool(versions)
+
+
+def heal(
+    url: str,
+    model: str,
+    protocol: str = "http",
+    timeout: float = 300.0,
+    repo: str | os.PathLike | None = None,
+) -> bool:
     """Reloads a model that does not answer (needs explicit model control).
+
+    Triton ignores a load request for a loaded model whose files did not change.
+    With ``repo``, the modification time of the model's version folders is set
+    to now first, which makes Triton load those versions afresh; without it (or when that fails) the
+    model is unloaded and, once the unload finished, loaded again.
 
     Args:
         url: the server's ``host:port`` for ``protocol``.
         model: the model's name.
         protocol: ``"http"`` or ``"grpc"``.
+        timeout: seconds to wait for the unload, and for each load.
+        repo: the server's model repository, when this process can write it.
 
     Returns:
-        Whether the model answers, at once or after the reload.
+        Whether the model answers, at once or after the reload; False also when
+        the server itself does not answer.
     """
     if check_model(url, model, protocol):
         return True
-    client_module(protocol).InferenceServerClient(url).load_model(model)
+    module = client_module(protocol)
+    try:
+        if protocol == "http":
+            client, load = module.InferenceServerClient(url, network_timeout=timeout), {}
+        else:
+            client, load = module.InferenceServerClient(url), {"client_timeout": timeout}
+        if repo is not None and _touched(Path(repo) / model):  # "changed": a load reloads it
+            with contextlib.suppress(Exception):
+                client.load_model(model, **load)
+            if check_model(url, model, protocol):
+                return True
+        client.unload_model(model)
+        deadline = time.monotonic() + timeout
+        while _state(client, model, protocol) in ("READY", "UNLOADING"):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        client.load_model(model, **load)
+    except Exception:  # noqa: BLE001  (a server that does not answer cannot heal it)
+        return False
     return check_model(url, model, protocol)

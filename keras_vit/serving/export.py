@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from keras_vit.atomic import write_text_atomic
+from keras_vit.atomic import plain_mode, write_text_atomic
 from keras_vit.imagenet import imagenet_labels, preprocess_input
 from keras_vit.images import decode_image, resize
 from keras_vit.serving.config import python_backend_config
@@ -158,6 +158,7 @@ def export_model(
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.tmp-"))
     try:
+        os.chmod(staging, plain_mode(folder=True))  # mkdtemp's 0700 would hide it from Triton
         serving_archive(model).write_out(str(staging / "model.savedmodel"), verbose=False)
         if backend == "python":
             shutil.copyfile(model_py(), staging / "model.py")

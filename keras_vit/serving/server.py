@@ -6,6 +6,14 @@ backend stub for the running Python is copied next to ``libtriton_python.so`` in
 a private backend directory, the virtualenv's ``bin`` goes first on PATH, and
 LD_LIBRARY_PATH gets the base Python's LIBDIR and the wheel's libraries.
 
+The server runs under ``guard.py`` (a process of its own, dying with its parent
+through Linux's parent-death signal): whatever happens to the Python process
+that started it (an exception, any signal, SIGKILL), the guard stops
+``tritonserver`` and its backend stubs, removes the private backend folder and
+unlinks the ``/dev/shm`` regions they leave behind. Linux sends the
+parent-death signal when the *thread* that started the server ends: start it
+from a thread that outlives it (the main thread, as ``serve`` and ``demo`` do).
+
 Example (not run here: it starts a server)::
 
     with TritonServer("triton_repo") as server:
@@ -14,6 +22,7 @@ Example (not run here: it starts a server)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,9 +31,15 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+from keras_vit.serving.guard import STOP_SIGNALS, die_with_parent
+
+GUARD = Path(__file__).with_name("guard.py")
 
 
 def free_port() -> int:
@@ -88,8 +103,8 @@ class TritonServer:
         self.metrics_port = metrics_port or free_port()
         self.explicit = explicit
         self.log_path = Path(log) if log else Path(tempfile.mkstemp(suffix=".tritonserver.log")[1])
-        self.process: subprocess.Popen | None = None
-        self._workdir: tempfile.TemporaryDirectory | None = None
+        self.process: subprocess.Popen | None = None  # the guard, parent of tritonserver
+        self._workdir = ""
 
     @property
     def http_url(self) -> str:
@@ -107,12 +122,12 @@ class TritonServer:
         backend_args: list[str] = []
         if binary is None:
             binary, backend, stub = _pytriton_layout()
-            self._workdir = tempfile.TemporaryDirectory(prefix="keras-vit-triton-")
-            python_dir = Path(self._workdir.name) / "python"
+            self._workdir = tempfile.mkdtemp(prefix="keras-vit-triton-")
+            python_dir = Path(self._workdir) / "python"
             python_dir.mkdir()
             for item in (*backend.glob("*.so"), *backend.glob("*.py"), stub):
                 shutil.copy2(item, python_dir / item.name)
-            backend_args = [f"--backend-directory={self._workdir.name}"]
+            backend_args = [f"--backend-directory={self._workdir}"]
             libs = Path(binary).parents[3] / "nvidia_pytriton.libs"  # in site-packages
             paths = [sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH", "")]
             env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p)
@@ -145,13 +160,28 @@ class TritonServer:
 
         Raises:
             RuntimeError: with the tail of the server's log, when it exits or is
-                not ready in time (it is stopped then).
+                not ready in time (it is stopped then). Whatever interrupts the
+                start (KeyboardInterrupt included) stops the server first.
         """
-        command, env = self._command_and_env()
-        with open(self.log_path, "w") as log:  # the child keeps its own descriptor
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> TritonServer:
+        with _signals_blocked():  # a Ctrl-C now would leave a started guard untracked
+            command, env = self._command_and_env()
+            command = [sys.executable, str(GUARD), self._workdir, "--", *command]
+            with open(self.log_path, "w") as log:  # the child keeps its own descriptor
+                self.process = subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,
+                )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -193,19 +223,41 @@ class TritonServer:
         Args:
             timeout: seconds between SIGTERM and SIGKILL.
         """
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
+        with _signals_blocked():  # a second Ctrl-C must not cut the clean-up short
+            if self.process is not None and self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)  # the guard stops the server
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()  # tritonserver then gets its parent-death signal
+                    self.process.wait()
+            if self._workdir:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = ""
+
+    def alive(self) -> bool:
+        """Whether the server process (through its guard) is still running.
+
+        Returns:
+            False once ``tritonserver`` exited (the guard exits with it).
+        """
+        return self.process is not None and self.process.poll() is None
 
     def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Holds SIGINT, SIGTERM and SIGHUP back (main thread only) until the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

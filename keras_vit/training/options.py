@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from keras_vit.training.recipes import Recipe
 
@@ -87,11 +88,13 @@ def check_options(recipe: Recipe, options: RunOptions) -> None:
         options: how it is run.
 
     Raises:
-        ValueError: for a missing ``--init``, a batch size below 1, an unknown
-            precision, a negative interval, or ``accum_steps``, ``keep`` or
-            ``log_every`` below 1.
+        ValueError: for a missing ``--init``, an output folder that is a file, a
+            batch size below 1, an unknown precision, a negative interval, or
+            ``accum_steps``, ``keep`` or ``log_every`` below 1.
     """
     check_init(recipe, options.init)
+    if os.path.exists(options.out_dir) and not os.path.isdir(options.out_dir):
+        raise ValueError(f"--out {options.out_dir!r} is a file, not a folder; choose a folder")
     if recipe.batch_size < 1:
         raise ValueError(f"batch size must be at least 1; got {recipe.batch_size}")
     if options.precision not in PRECISIONS:

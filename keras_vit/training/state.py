@@ -5,7 +5,9 @@ Backups (``<out>/backup``, the newest two kept) and periodic checkpoints
 model, the optimizer, dropout's random state, the step and the examples consumed. TensorFlow writes
 a checkpoint's files first and records it in the ``checkpoint`` file last,
 with a rename, so a run killed at any moment leaves the previous checkpoint
-as the newest complete one. The final model is written beside them under a
+as the newest complete one. A checkpoint damaged later (a truncated file) is
+found by reading it whole before anything is restored, and the next older one
+is used instead. The final model is written beside them under a
 temporary name and renamed into place.
 
 Example:
@@ -72,6 +74,8 @@ class TrainState:
             random_state=random_state,
         )
         self.model, self.out_dir, self.writer = model, out_dir, writer
+        self.restored: str | None = None  # what ``restore`` loaded
+        self.skipped: list[tuple[str, str]] = []  # (path, why) of damaged ones it passed over
         self._backups = self._manager("backup", 2, None)
         self._periodic = self._manager("checkpoints", keep, keep_every_hours)
 
@@ -85,22 +89,35 @@ class TrainState:
         )
 
     def latest(self) -> str | None:
-        """Returns the newest complete backup or checkpoint (by step), or None."""
-        paths = [m.latest_checkpoint for m in (self._backups, self._periodic)]
-        paths = [p for p in paths if p]
-        return max(paths, key=lambda p: int(p.rsplit("-", 1)[1]), default=None)
+        """Returns the newest backup or checkpoint on record (by step), or None."""
+        return next(iter(self.candidates()), None)
+
+    def candidates(self) -> list[str]:
+        """Every backup and periodic checkpoint on record, newest (highest step) first."""
+        paths = {p for m in (self._backups, self._periodic) for p in m.checkpoints}
+        return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]), reverse=True)
 
     def restore(self) -> int:
-        """Loads the newest backup or checkpoint, if any.
+        """Loads the newest backup or checkpoint that reads whole, if there is any.
+
+        Each candidate is read tensor by tensor before anything is assigned, so
+        a damaged one (truncated, missing files) is skipped whole and leaves the
+        model untouched; ``self.skipped`` records why, ``self.restored`` what was loaded.
 
         Returns:
             The step it was taken at (0 when there is none).
 
         Raises:
-            ValueError: for a checkpoint of another model or optimizer.
+            ValueError: when no candidate reads whole, or for a checkpoint of
+                another model or optimizer.
         """
-        path = self.latest()
-        if path is not None:
+        self.restored, self.skipped = None, []
+        candidates = self.candidates()
+        for path in candidates:
+            problem = unreadable(path)
+            if problem:
+                self.skipped.append((path, problem))
+                continue
             try:
                 self.checkpoint.read(path).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as error:
@@ -108,6 +125,14 @@ class TrainState:
                     f"{path} is a checkpoint of another model or optimizer; resume with the "
                     f"settings it was written with, or choose another --out ({error})"
                 ) from None
+            self.restored = path
+            break
+        if candidates and self.restored is None:
+            reasons = "; ".join(f"{path}: {problem}" for path, problem in self.skipped)
+            raise ValueError(
+                f"no backup or checkpoint in {self.out_dir!r} reads whole ({reasons}); remove "
+                "them to start afresh, or choose another --out"
+            )
         return int(self.step.numpy())
 
     def save_backup(self) -> None:
@@ -132,6 +157,25 @@ class TrainState:
             write_atomic(keras_path, self.model.save, suffix=".keras")
             save_npz(self.model, npz_path)
         return keras_path, npz_path
+
+
+def unreadable(path: str) -> str | None:
+    """Why a TensorFlow checkpoint does not read whole, after reading every tensor.
+
+    Args:
+        path: the checkpoint's prefix (``.../ckpt-150``).
+
+    Returns:
+        None when every tensor reads, else the error (its type and first line).
+    """
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as error:  # truncated files raise IndexError, OpError, ValueError ...
+        text = str(error).strip().splitlines()
+        return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return None
 
 
 def weights_digest(model: keras.Model) -> str:

@@ -1,10 +1,11 @@
 """The training loop: one function from a laptop to a TPU pod.
 
-``fit`` resolves a recipe against its dataset, builds the model, optimizer and
-state in the strategy's scope, resumes from the newest backup in the output
-folder, trains with progress on the console and in TensorBoard, saves backups
-every ``backup_every`` steps (and on SIGTERM), and ends with an evaluation
-and the final ``model.keras`` and ``model.npz``.
+``fit`` locks the output folder against a second training, resolves a recipe
+against its dataset, builds the model, optimizer and state in the strategy's
+scope, resumes from the newest backup in the folder that reads whole, trains
+with progress on the console and in TensorBoard, saves backups every
+``backup_every`` steps (and on SIGTERM), and ends with an evaluation and the
+final ``model.keras`` and ``model.npz``.
 
 Example:
     >>> import tempfile
@@ -16,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +30,7 @@ from keras_vit.atomic import write_text_atomic
 from keras_vit.data import Source, load_source, train_dataset
 from keras_vit.models.registry import create_recipe_model
 from keras_vit.training.evaluate import evaluate_split
+from keras_vit.training.lock import folder_lock
 from keras_vit.training.monitor import Logs, Preemption
 from keras_vit.training.optim import WarmupSchedule, make_optimizer
 from keras_vit.training.options import (
@@ -122,7 +125,9 @@ def fit(recipe: Recipe, options: RunOptions) -> TrainResult:
 
     Raises:
         ValueError: for unknown names, bad sizes, a missing ``--init``, a batch
-            that does not divide over replicas and accumulation steps.
+            that does not divide over replicas and accumulation steps, an output
+            folder that another training holds (or that is a file), or backups
+            none of which reads whole.
         keras_vit.data.DataError: for data that cannot be read.
         SystemExit: after a SIGTERM, once a backup is saved.
     """
@@ -132,16 +137,25 @@ def fit(recipe: Recipe, options: RunOptions) -> TrainResult:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(options.seed)
     strategy = make_strategy(options.strategy, options.tpu)
-    source = load_source(recipe.dataset, options.data_dir, options.manual_dir, options.download)
-    if options.steps is not None:
-        recipe = dataclasses.replace(recipe, steps=options.steps)
-    recipe = resolve(recipe, source)
-    check_resolved(recipe, strategy.num_replicas_in_sync, options.accum_steps)
-    run = _build(recipe, options, strategy, source, start)
-    step = run.state.restore()
+    # One training per folder; only the chief writes, so only the chief locks.
+    with folder_lock(options.out_dir) if is_chief(strategy) else contextlib.nullcontext():
+        source = load_source(recipe.dataset, options.data_dir, options.manual_dir, options.download)
+        if options.steps is not None:
+            recipe = dataclasses.replace(recipe, steps=options.steps)
+        recipe = resolve(recipe, source)
+        check_resolved(recipe, strategy.num_replicas_in_sync, options.accum_steps)
+        run = _build(recipe, options, strategy, source, start)
+        _resume(run.state)
+        return _loop(run)
+
+
+def _resume(state: TrainState) -> None:
+    """Restores the newest backup that reads whole, saying which one and what it passed over."""
+    step = state.restore()
+    for path, problem in state.skipped:
+        print(f"{path} is damaged ({problem}); falling back to an older one", flush=True)
     if step:
-        print(f"resumed from {run.state.latest()} at step {step}", flush=True)
-    return _loop(run)
+        print(f"resumed from {state.restored} at step {step}", flush=True)
 
 
 def _build(
