@@ -21,14 +21,16 @@ from keras_vit.training.lock import LOCK_NAME
 from keras_vit.training.state import TrainState
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = 60  # of the killed run and its resumptions; a backup every 10 steps
-RUN = ["--quiet", "--batch-size", "16", "--backup-every", "10", "--steps", str(STEPS)]
+# The killed run is long enough never to finish before it is killed, however slow
+# the second run is to start; its resumptions run 20 steps past its newest backup.
+KILLED_STEPS = 100_000
+RUN = ["--quiet", "--batch-size", "16", "--backup-every", "10"]
 
 
-def _start(out: Path) -> subprocess.Popen:
+def _start(out: Path, steps: int = KILLED_STEPS) -> subprocess.Popen:
     environ = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     return subprocess.Popen(
-        [sys.executable, "-m", "keras_vit.train", *RUN, "--out", str(out)],
+        [sys.executable, "-m", "keras_vit.train", *RUN, "--steps", str(steps), "--out", str(out)],
         cwd=ROOT,
         env=environ,
         stdout=subprocess.PIPE,
@@ -87,19 +89,20 @@ def test_a_killed_run_resumes_past_its_stale_lock_and_truncated_backups(killed):
     out, backups = killed["out"], killed["out"] / "backup"
     assert (out / LOCK_NAME).read_text().startswith(f"{killed['pid']} ")  # left by SIGKILL
     newest = _newest_backup(out)
+    steps = newest + 20
     data = backups / f"ckpt-{newest}.data-00000-of-00001"
     os.truncate(data, 1000)
-    output = _finish(_start(out))
+    output = _finish(_start(out, steps))
     assert f"ckpt-{newest} is damaged (IndexError: Read less bytes than requested)" in output
     assert f"resumed from {backups}/ckpt-{newest - 10} at step {newest - 10}" in output
-    assert f"(step {STEPS}," in output and "held-out accuracy" in output
+    assert f"(step {steps}," in output and "held-out accuracy" in output
     assert not (out / LOCK_NAME).exists()  # a run that ends removes its lock
     # A truncated index: once blamed on "a checkpoint of another model".
-    os.truncate(backups / f"ckpt-{STEPS}.index", 100)
-    output = _finish(_start(out))
-    assert f"ckpt-{STEPS} is damaged" in output and "another model" not in output
-    assert f"resumed from {backups}/ckpt-{STEPS - 10} at step {STEPS - 10}" in output
-    assert f"(step {STEPS}," in output
+    os.truncate(backups / f"ckpt-{steps}.index", 100)
+    output = _finish(_start(out, steps))
+    assert f"ckpt-{steps} is damaged" in output and "another model" not in output
+    assert f"resumed from {backups}/ckpt-{steps - 10} at step {steps - 10}" in output
+    assert f"(step {steps}," in output
 
 
 def _state(out: Path) -> TrainState:
