@@ -11,7 +11,7 @@ SOURCES := keras_vit kernels triton_repo tests benchmarks setup.py
 $(BIN)/keras-vit: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[data,serve,test]"
+	$(BIN)/pip install --quiet -e ".[data,serve,jax,test]"
 	touch $@
 
 setup: $(BIN)/keras-vit

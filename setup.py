@@ -43,7 +43,24 @@ setup(
         "data": ["tensorflow-datasets", "importlib_resources"],
         # nvidia-pytriton 0.7 ships Triton 2.51 (Python backend, CPU); older releases
         # resolve with numpy 2, which their Python backend cannot exchange BYTES with.
-        "serve": ["tritonclient[all]", "nvidia-pytriton>=0.7,<0.8"],
+        # tf2onnx: `export --format onnx` (the converter Keras's own ONNX export calls;
+        # 1.16 pinned protobuf 3.20, which TensorFlow 2.21 refuses); onnx: saves the graph
+        # and names its batch axis; onnxruntime: runs model.onnx in the Triton Python
+        # backend without TensorFlow, and in the parity tests.
+        "serve": [
+            "tritonclient[all]",
+            "nvidia-pytriton>=0.7,<0.8",
+            "tf2onnx>=1.17",
+            "onnx>=1.16",
+            "onnxruntime>=1.17",
+        ],
+        # Keras's JAX backend. JAX after 0.6 needs numpy >= 2, and the Triton Python
+        # backend of the serve extra needs numpy < 2: 0.6 is the newest JAX that lives
+        # in one virtualenv with serving (keras_vit itself also runs on numpy 2).
+        "jax": ["jax[cpu]>=0.6,<0.7"],
+        # Keras's PyTorch backend; scaled_dot_product_attention's scale= arrived in 2.1.
+        # Kept out of the test set-up: its Linux wheels pull in the CUDA libraries.
+        "torch": ["torch>=2.1"],
         "test": ["pytest", "pytest-timeout", "ruff"],
     },
     entry_points={"console_scripts": ["keras-vit=keras_vit.cli:main"]},

@@ -7,6 +7,8 @@ batching) into a temporary repository, starts a real tritonserver, and drives it
 with 1, 4 and 16 concurrent gRPC clients sending one image per request; then
 runs the same SavedModel signature in this process at batch 1, 4 and 16.
 Reports images/s and latency percentiles, and served/in-process ratios.
+``benchmarks/serving_onnx.py`` compares this SavedModel path with the ONNX one,
+using this file's gRPC clients beside Triton's ``perf_analyzer``.
 """
 
 from __future__ import annotations

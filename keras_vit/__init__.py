@@ -10,13 +10,15 @@ Example:
 import importlib
 import os
 
+# TensorFlow stays the default backend; KERAS_BACKEND=jax or torch, set before
+# Keras is first imported, runs the same models (TensorFlow is then never imported).
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 __all__ = ["checkpoints", "decode_predictions", "layers", "models", "preprocess_input"]
 
 # Submodules and names load on first use, so that `import keras_vit.cli` does not
-# import TensorFlow (the command line silences its start-up lines first). Loading
+# import a backend (the command line silences its start-up lines first). Loading
 # a saved .keras file needs the layers registered: import keras_vit.layers (or
 # keras_vit.models) first.
 _LAZY = {

@@ -5,6 +5,10 @@ One decode and one resize serve every path from a file to a model: ``load_image`
 client sends), the exported ``serve_bytes`` signature and the training pipeline
 (``keras_vit.data.augment``), so that a file gives the same pixels in each.
 
+Decoding is TensorFlow's (``tf.image``) on every Keras backend, so that training,
+serving and local prediction decode alike: this module needs TensorFlow, and
+says so when it is missing (nothing at ``import keras_vit`` imports it).
+
 Every decode first reads the image's size from its header (JPEG's frame, PNG's
 ``IHDR``, GIF's screen, BMP's info header) and refuses an image of more than
 ``MAX_IMAGE_PIXELS`` pixels before any pixel is decoded: a 1 MB PNG can declare
@@ -26,9 +30,15 @@ import os
 import re
 
 import numpy as np
-import tensorflow as tf
 
 from keras_vit.imagenet import preprocess_input
+
+try:  # tf.image decodes: the same decode in tf.data, the SavedModel and here
+    import tensorflow as tf
+except ImportError as error:
+    raise ImportError(
+        "keras_vit.images (decoding image files) needs TensorFlow: pip install tensorflow"
+    ) from error
 
 # Pillow's decompression-bomb limit (1 GiB / 4 bytes / 3 channels), so that a file
 # one library refuses the other refuses too. At the limit, the uint8 image takes

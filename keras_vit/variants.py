@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -65,6 +66,25 @@ _BIT_NAME = re.compile(r"^(?:BiT-)?(?P<name>R\d+x\d+)$")
 
 
 ALL_VARIANTS: tuple[str, ...] = (*VIT_VARIANTS, *HYBRID_VARIANTS, *BIT_VARIANTS)
+
+
+CHECKPOINT_SUFFIXES = (".npz", ".safetensors")
+
+
+def is_checkpoint(name: str | None) -> bool:
+    """Whether a model name (``--model``, ``--weights``, ``--init``) names a checkpoint.
+
+    Args:
+        name: a variant name, a checkpoint file or folder, or None.
+
+    Returns:
+        True for an ``.npz`` / ``.safetensors`` name or an existing folder.
+
+    Example:
+        >>> is_checkpoint("runs/digits/model.npz"), is_checkpoint("ViT-B/16")
+        (True, False)
+    """
+    return bool(name) and (name.endswith(CHECKPOINT_SUFFIXES) or os.path.isdir(name))
 
 
 def display_name(variant: str) -> str:

@@ -9,24 +9,25 @@ Example:
     >>> rng = np.random.default_rng(0)
     >>> images = rng.normal(size=(2, 8, 12, 3)).astype("float32")
     >>> kernel, bias = rng.normal(size=(4, 4, 3, 5)).astype("float32"), np.zeros(5, "float32")
-    >>> bool(np.allclose(patch_embed(images, kernel, bias), patch_embed_reference(images, kernel, bias), atol=1e-5))
+    >>> fused, ref = patch_embed(images, kernel, bias), patch_embed_reference(images, kernel, bias)
+    >>> bool(np.allclose(np.asarray(fused), np.asarray(ref), atol=1e-5))
     True
 """
 
 from __future__ import annotations
 
-import tensorflow as tf
 from keras import ops
-from tensorflow.types.experimental import TensorLike
+
+from keras_vit.kernels.dispatch import Tensor, backend_kernels
 
 
 def patch_embed_reference(
-    images: TensorLike,
-    kernel: TensorLike,
-    bias: TensorLike,
-    cls_token: TensorLike | None = None,
-    pos_embedding: TensorLike | None = None,
-) -> tf.Tensor:
+    images: Tensor,
+    kernel: Tensor,
+    bias: Tensor,
+    cls_token: Tensor | None = None,
+    pos_embedding: Tensor | None = None,
+) -> Tensor:
     """The official formulation: a strided VALID convolution, then flatten (keras.ops).
 
     Args:
@@ -39,6 +40,7 @@ def patch_embed_reference(
     Returns:
         ``[batch, tokens, hidden]``.
     """
+    images = ops.convert_to_tensor(images)
     patch = kernel.shape[0]
     x = ops.conv(images, ops.cast(kernel, images.dtype), strides=patch, padding="valid") + bias
     x = ops.reshape(x, (ops.shape(x)[0], -1, kernel.shape[-1]))
@@ -49,28 +51,14 @@ def patch_embed_reference(
     return x if pos_embedding is None else x + pos_embedding
 
 
-@tf.function(jit_compile=True)
-def _patch_embed(images, kernel, bias, cls_token, pos_embedding):
-    p, _, channels, hidden = kernel.shape
-    batch, height, width = tf.unstack(tf.shape(images)[:3])
-    grid_h, grid_w = height // p, width // p
-    x = tf.reshape(images, [batch, grid_h, p, grid_w, p, channels])
-    x = tf.transpose(x, [0, 1, 3, 2, 4, 5])
-    x = tf.reshape(x, [batch, grid_h * grid_w, p * p * channels])
-    x = tf.matmul(x, tf.reshape(kernel, [p * p * channels, hidden])) + bias
-    if cls_token is not None:
-        x = tf.concat([tf.broadcast_to(cls_token, [batch, 1, hidden]), x], axis=1)
-    return x if pos_embedding is None else x + pos_embedding
-
-
 def patch_embed(
-    images: TensorLike,
-    kernel: TensorLike,
-    bias: TensorLike,
-    cls_token: TensorLike | None = None,
-    pos_embedding: TensorLike | None = None,
-) -> tf.Tensor:
-    """Patchify as reshape + one matmul (XLA-compiled).
+    images: Tensor,
+    kernel: Tensor,
+    bias: Tensor,
+    cls_token: Tensor | None = None,
+    pos_embedding: Tensor | None = None,
+) -> Tensor:
+    """Patchify as reshape + one matmul (compiled per backend).
 
     Args:
         images: ``[batch, height, width, channels]``; height and width divisible
@@ -91,4 +79,4 @@ def patch_embed(
         raise ValueError(
             f"image size {images.shape[1]}x{images.shape[2]} is not divisible by the patch size {p}"
         )
-    return _patch_embed(images, kernel, bias, cls_token, pos_embedding)
+    return backend_kernels().patch_embed(images, kernel, bias, cls_token, pos_embedding)

@@ -157,8 +157,10 @@ def test_bad_inputs_fail_clearly():
         dict(SMALL),
         dict(SMALL, classifier="gap", image_size=(32, 48)),
         dict(SMALL, patch_size=2, resnet_layers=()),
+        dict(SMALL, distilled=True, num_register_tokens=3, no_embed_class=True),
+        dict(SMALL, classifier="map", posemb="sincos2d"),
     ],
-    ids=["token", "gap-non-square", "hybrid"],
+    ids=["token", "gap-non-square", "hybrid", "distilled-registers", "map-sincos2d"],
 )
 def test_analyze_writes_figures_and_numbers(tmp_path, config):
     model = randomized(ViT(**config))
@@ -221,3 +223,24 @@ def test_cli_analyze(tmp_path, capsys):
     )
     assert "no attention layers" in capsys.readouterr().err
     assert not (tmp_path / "bit").exists()
+
+
+@pytest.mark.parametrize(
+    "options, prefix",
+    [
+        (dict(), 1),
+        (dict(classifier="gap"), 0),
+        (dict(distilled=True), 2),
+        (dict(num_register_tokens=4, no_embed_class=True), 5),
+        (dict(classifier="map", posemb="sincos2d"), 0),
+    ],
+)
+def test_any_number_of_prefix_tokens(options, prefix):
+    model = randomized(ViT(**SMALL, **options))
+    assert analysis.num_prefix_tokens(model) == prefix
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
+    attentions = analysis.attention_weights(model, x)
+    assert attentions[0].shape[-1] == prefix + 16
+    assert analysis.attention_rollout(attentions, prefix).shape == (1, 4, 4)
+    similarity = analysis.position_embedding_similarity(model)
+    np.testing.assert_allclose(np.einsum("ijij->ij", similarity), 1.0, rtol=1e-6)

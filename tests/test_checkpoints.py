@@ -270,10 +270,10 @@ def test_named_checkpoint_from_the_keras_cache(tmp_path, monkeypatch):
     [
         ("official_tiny_vit.params.npz", "official ViT", "vit"),
         ("official_tiny_hybrid_rootonly.params.npz", "official hybrid", "hybrid"),
-        ("bigvision_tiny_vit_map_sincos.params.npz", "big_vision ViT with MAP head", "vit"),
+        ("bigvision_tiny_vit_map_sincos.params.npz", "big_vision ViT", "vit"),
         ("timm_tiny_vit.state_dict.npz", "timm ViT", "vit"),
-        ("timm_tiny_vit_avgpool_fcnorm.state_dict.npz", "timm ViT with fc_norm", "vit"),
-        ("timm_tiny_deit_distilled.state_dict.npz", "timm DeiT distilled", "vit"),
+        ("timm_tiny_vit_avgpool_fcnorm.state_dict.npz", "timm ViT", "vit"),
+        ("timm_tiny_deit_distilled.state_dict.npz", "timm ViT", "vit"),
         ("timm_bit_resnetv2_l1111_x0p5.state_dict.npz", "timm BiT", "bit"),
     ],
 )
@@ -287,8 +287,9 @@ def test_family_table_rows_for_other_layouts(params):
     assert detect_family(_linen(params)).name == "official ViT"
     assert detect_family({"resnet/root_block/standardized_conv2d/kernel": 0}).name == "BiT"
     assert detect_family({"patch_embed.backbone.stem.conv.weight": 0}).name == "timm hybrid ViT"
+    assert detect_family({"vit.embeddings.cls_token": 0}).name == "Hugging Face ViT"
     with pytest.raises(CheckpointError, match="unrecognised checkpoint"):
-        detect_family({"vit.embeddings.cls_token": 0})
+        detect_family({"backbone.stem.0.weight": 0})
 
 
 @pytest.mark.parametrize(

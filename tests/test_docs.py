@@ -16,7 +16,10 @@ MODULES = sorted(
         if "cli" not in m.name
     }
     | {"keras_vit.kernels"}
-    | {f"keras_vit.kernels.{name}" for name in ("attention", "encoder_block", "patch_embed")}
+    | {
+        f"keras_vit.kernels.{name}"
+        for name in ("attention", "dispatch", "encoder_block", "patch_embed")
+    }
 )
 
 

@@ -1,4 +1,7 @@
-"""Fused kernels against their reference implementations.
+"""Fused kernels against their reference implementations, on the current Keras backend.
+
+Backend-agnostic (``tests/backend_grads.py`` differentiates on each backend):
+``tests/test_backends.py`` reruns these under JAX and PyTorch.
 
 Float32: the fused path and the reference agree within 1e-5 relative error
 (max|fused - reference| / max|reference|), outputs and gradients.
@@ -14,9 +17,10 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 from keras_vit.kernels import (
     attention_reference,
@@ -29,6 +33,8 @@ from keras_vit.kernels import (
 from keras_vit.layers import Encoder1DBlock
 from keras_vit.models import ViT
 
+from .backend_grads import as_f32 as _f32
+from .backend_grads import value_and_grads, with_weights
 from .conftest import relative_error
 
 TOLERANCE = {"float32": 1e-5, "bfloat16": 2e-2}
@@ -37,21 +43,7 @@ BF16_VS_REFERENCE = 1.5
 
 def tensors(*shapes, dtype="float32", scale=1.0, seed=0):
     rng = np.random.default_rng(seed)
-    return [tf.constant(rng.normal(size=s) * scale, dtype=dtype) for s in shapes]
-
-
-def value_and_grads(fn, inputs, seed=1):
-    """Output and gradients of sum(output * fixed random cotangent) w.r.t. inputs."""
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        out = fn(*inputs)
-        cotangent = tf.constant(np.random.default_rng(seed).normal(size=out.shape), out.dtype)
-        loss = tf.reduce_sum(tf.cast(out * cotangent, tf.float32))
-    return out, tape.gradient(loss, inputs)
-
-
-def _f32(x) -> np.ndarray:
-    return np.asarray(tf.cast(x, tf.float32))
+    return [ops.cast((rng.normal(size=s) * scale).astype("float32"), dtype) for s in shapes]
 
 
 def assert_close(actual, expected, dtype):
@@ -82,12 +74,13 @@ def test_fused_attention_forward_and_gradients(shape, dtype):
     inputs = tensors(shape, shape, shape, dtype=dtype)
     fused, fused_grads = value_and_grads(lambda q, k, v: fused_attention(q, k, v), inputs)
     ref, ref_grads = value_and_grads(lambda q, k, v: attention_reference(q, k, v), inputs)
-    assert fused.dtype == ref.dtype == tf.as_dtype(dtype)
+    assert keras.backend.standardize_dtype(fused.dtype) == dtype
+    assert keras.backend.standardize_dtype(ref.dtype) == dtype
     if dtype == "float32":
         for a, b in zip([fused, *fused_grads], [ref, *ref_grads]):
             assert_close(a, b, dtype)
         return
-    exact_inputs = [tf.cast(x, tf.float32) for x in inputs]
+    exact_inputs = [ops.cast(x, "float32") for x in inputs]
     exact, exact_grads = value_and_grads(attention_reference, exact_inputs)
     for a, b, c in zip([fused, *fused_grads], [ref, *ref_grads], [exact, *exact_grads]):
         assert_as_accurate(a, b, c)
@@ -109,36 +102,65 @@ def test_blockwise_path_matches(block_size):
 
 def test_masks():
     q, k, v = tensors(*[(2, 6, 2, 4)] * 3)
-    mask = tf.constant(np.random.default_rng(3).random((2, 1, 6, 6)) > 0.4) | tf.eye(
-        6, dtype=tf.bool
-    )
+    mask = (np.random.default_rng(3).random((2, 1, 6, 6)) > 0.4) | np.eye(6, dtype=bool)
+    mask = ops.convert_to_tensor(mask)
     fused, weights = fused_attention(q, k, v, mask=mask, return_weights=True)
     assert_close(fused, attention_reference(q, k, v, mask=mask), "float32")
-    np.testing.assert_array_equal(
-        np.asarray(weights)[np.broadcast_to(~np.asarray(mask), weights.shape)], 0.0
-    )
+    weights, mask = _f32(weights), ops.convert_to_numpy(mask)
+    np.testing.assert_array_equal(weights[np.broadcast_to(~mask, weights.shape)], 0.0)
 
 
 def test_large_logits_stay_finite():
     q, k, v = tensors(*[(1, 9, 2, 16)] * 3, scale=300.0)
     fused = fused_attention(q, k, v)
-    assert np.all(np.isfinite(fused))
+    assert np.all(np.isfinite(_f32(fused)))
     assert_close(fused, attention_reference(q, k, v), "float32")
     blockwise = fused_attention(q, k, v, block_size=4)
-    assert np.all(np.isfinite(blockwise))
+    assert np.all(np.isfinite(_f32(blockwise)))
 
 
 def test_returned_weights_and_dropout():
     q, k, v = tensors(*[(2, 10, 2, 4)] * 3)
     _, weights = fused_attention(q, k, v, return_weights=True)
     assert_close(weights, attention_weights(q, k), "float32")
-    np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-6)
-    seed = tf.constant([1, 2], tf.int32)
-    a = fused_attention(q, k, v, dropout_rate=0.5, seed=seed)
-    np.testing.assert_array_equal(a, fused_attention(q, k, v, dropout_rate=0.5, seed=seed))
-    assert not np.allclose(a, fused_attention(q, k, v))
+    np.testing.assert_allclose(_f32(weights).sum(-1), 1.0, rtol=1e-6)
+    seed = ops.convert_to_tensor(np.array([1, 2], "int32"))
+    a = _f32(fused_attention(q, k, v, dropout_rate=0.5, seed=seed))
+    np.testing.assert_array_equal(a, _f32(fused_attention(q, k, v, dropout_rate=0.5, seed=seed)))
+    assert not np.allclose(a, _f32(fused_attention(q, k, v)))
     with pytest.raises(ValueError, match="needs a seed"):
         fused_attention(q, k, v, dropout_rate=0.1)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the padding of JAX's cuDNN path")
+@pytest.mark.parametrize("tokens", [197, 5, 16])
+def test_jax_padded_attention_matches(tokens):
+    """The cuDNN path's token padding with masked keys, run with XLA's implementation."""
+    from keras_vit.kernels import _jax
+
+    platform = _jax.jax.default_backend()  # the rule of attention_implementation's auto choice
+    expected = {"gpu": "cudnn", "cpu": "plain"}.get(platform, "xla")
+    assert _jax.attention_implementation("bfloat16", 64) == expected
+    inputs = tensors(*[(2, tokens, 3, 8)] * 3)
+    padded, grads = value_and_grads(
+        lambda q, k, v: _jax.dot_product_attention(q, k, v, pad_to=_jax.CUDNN_PAD), inputs
+    )
+    ref, ref_grads = value_and_grads(lambda q, k, v: attention_reference(q, k, v), inputs)
+    assert tuple(padded.shape) == (2, tokens, 3, 8)
+    for a, b in zip([padded, *grads], [ref, *ref_grads]):
+        assert_close(a, b, "float32")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's cuDNN path")
+def test_jax_cudnn_path_with_a_mask_falls_back_to_xla():
+    """cuDNN refuses 197 unpadded tokens, and a mask is not padded: XLA computes it."""
+    from keras_vit.kernels import _jax
+
+    inputs = tensors(*[(2, 197, 3, 8)] * 3)
+    mask = np.random.default_rng(0).uniform(size=(1, 1, 197, 197)) > 0.3
+    out = _jax.dot_product_attention(*inputs, mask=mask, implementation="cudnn", pad_to=8)
+    ref, _ = _jax.dense_attention(*inputs, mask, 0.0, None)
+    assert_close(out, ref, "float32")
 
 
 def _block_outputs(dtype, approximate, block_size, fused):
@@ -147,12 +169,11 @@ def _block_outputs(dtype, approximate, block_size, fused):
         48, 3, approximate_gelu=approximate, attention_impl="reference", dtype=dtype
     )
     x = tensors((2, 21, 24), dtype="bfloat16")[0]  # bfloat16-exact values in every dtype
-    x = tf.cast(x, dtype)
+    x = ops.cast(x, dtype)
     layer.build(x.shape)
     rng = np.random.default_rng(0)
     for w in layer.weights:
-        w.assign(tf.cast(tf.cast(rng.normal(size=w.shape) * 0.3, "bfloat16"), dtype))
-    cotangent = tf.constant(rng.normal(size=x.shape), dtype)
+        w.assign(ops.cast(ops.cast(rng.normal(size=w.shape) * 0.3, "bfloat16"), dtype))
 
     def run(x):
         if fused:
@@ -160,11 +181,7 @@ def _block_outputs(dtype, approximate, block_size, fused):
         return layer(x)
 
     variables = [w.value for w in layer.trainable_weights]
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        out = run(x)
-        loss = tf.reduce_sum(tf.cast(out * cotangent, tf.float32))
-    grads = tape.gradient(loss, [x, *variables])
+    out, grads = value_and_grads(with_weights(layer, run), [x, *variables], seed=2)
     names = [w.path for w in layer.trainable_weights]
     return [_f32(out), *map(_f32, grads)], names
 
@@ -202,7 +219,7 @@ def test_patch_embed_matches_the_strided_convolution(size):
     for a, b in zip(grads, ref_grads):
         assert_close(a, b, "float32")
     with pytest.raises(ValueError, match="not divisible by the patch size 8"):
-        patch_embed(tf.zeros((1, 20, 16, 3)), kernel, bias)
+        patch_embed(ops.zeros((1, 20, 16, 3)), kernel, bias)
 
 
 def test_model_switch_gives_the_same_outputs_and_gradients():
@@ -224,19 +241,19 @@ def test_model_switch_gives_the_same_outputs_and_gradients():
     x = tensors((2, 32, 32, 3))[0]
     outputs, gradients = [], []
     for model in (fused, reference):
-        with tf.GradientTape() as tape:
-            out = model(x)
-            loss = tf.reduce_sum(out * out)
+        variables = [w.value for w in model.trainable_weights]
+        out, grads = value_and_grads(with_weights(model, model), [x, *variables])
         outputs.append(out)
-        gradients.append(tape.gradient(loss, [w.value for w in model.trainable_weights]))
+        gradients.append([_f32(g) for g in grads[1:]])
     assert_close(outputs[0], outputs[1], "float32")
-    scale = max(float(tf.reduce_max(tf.abs(g))) for g in gradients[1])  # see the block test
+    scale = max(np.abs(g).max() for g in gradients[1])  # see the block test
     for a, b, w in zip(*gradients, fused.trainable_weights):
-        assert float(tf.reduce_max(tf.abs(a - b))) <= 1e-5 * scale, w.path
+        assert np.abs(a - b).max() <= 1e-5 * scale, w.path
     with pytest.raises(ValueError, match="attention_impl must be one of"):
         ViT(**config, attention_impl="flash")
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute is TensorFlow's")
 def test_fused_kernels_under_mirrored_strategy():
     """Two logical CPU devices; the fused model's replicated step equals the single-device one."""
     script = textwrap.dedent(

@@ -1,6 +1,8 @@
 """BiT ResNet-v2 and the hybrid ViT: parity, loaders, numerics and serialization.
 
-Parity tolerance: max|ours - reference| / max|reference| <= 5e-5 in float32.
+Parity tolerance: max|ours - reference| / max|reference| <= 5e-6 in float32 (measured:
+2.3e-6 on the timm BiT logits, 3.2e-6 at its pre-logits, 3.0e-7 on the official hybrid).
+The timm BiT fixture is itself 3.0e-6 from a float64 forward pass (torch float32 noise).
 """
 
 import json
@@ -14,11 +16,12 @@ import pytest
 from keras_vit import layers
 from keras_vit.checkpoints import CheckpointError, load_npz, load_timm, save_npz
 from keras_vit.checkpoints.assign import model_params
+from keras_vit.layers.std_conv import set_numerics
 from keras_vit.models import ResNetV2, ViT
 
 from .conftest import fixture_path, load_fixture, relative_error
 
-TOLERANCE = 5e-5
+TOLERANCE = 5e-6
 TINY_HYBRID = dict(
     image_size=64,
     patch_size=2,
@@ -76,6 +79,11 @@ def test_bit_official_layout_round_trip(tmp_path, bit):
     assert "resnet/block4/unit01/c/group_norm/gamma" in keys
     assert "resnet/root_block/standardized_conv2d/kernel" in keys
     restored = ResNetV2(**TINY_BIT, weights=path)
+    for a, b in zip(model.weights, restored.weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=a.path)
+    # BiT's layout, and the model's timm numerics recorded beside it (meta.META_KEY).
+    assert restored.get_layer("root_block").numerics == "timm"
+    assert not set_numerics(restored, "bit", "timm")  # nothing left to change
     np.testing.assert_array_equal(
         restored.predict(io["input_nhwc"], verbose=0), model.predict(io["input_nhwc"], verbose=0)
     )

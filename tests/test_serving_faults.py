@@ -31,13 +31,24 @@ LABELS = ["ant", "bee", "cat", "dog", "eel"]
 START = 300  # seconds a start (or a reload) may take on a crowded CPU machine
 
 
+# The tests that reload the model (in a new stub, in a restarted tritonserver) run for
+# both formats: the ONNX model's stub runs onnxruntime, and a restarted tritonserver
+# must again read its Python-backend configuration (--model-config-name).
+FORMATS = pytest.mark.parametrize("model_format", ["savedmodel", "onnx"], indirect=True)
+
+
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def model_format(request) -> str:
+    return getattr(request, "param", "savedmodel")
+
+
+@pytest.fixture(scope="module")
+def repo(model_format, tmp_path_factory):
     from keras_vit.models import create_model
 
     model = create_model("ViT-Mu/16", image_size=32, num_classes=5)
-    path = tmp_path_factory.mktemp("repo")
-    export_model(model, path, "vit", labels=LABELS, max_batch_size=4)
+    path = tmp_path_factory.mktemp(f"repo-{model_format}")
+    export_model(model, path, "vit", labels=LABELS, max_batch_size=4, format=model_format)
     return path
 
 
@@ -161,7 +172,8 @@ def raw(shape, data) -> bytes:
     ).encode()
 
 
-def test_stub_killed_twice_is_healed_each_time_then_sigterm_cleans_up(serve):
+@FORMATS
+def test_stub_killed_twice_is_healed_each_time_then_sigterm_cleans_up(serve, model_format):
     serve.wait_for(serve.answers, what="the model")
     # Malformed raw JSON never reaches model.py: Triton 2.51's HTTP frontend rejects it
     # with 500 and a message (400 would be right; a later Triton may fix it).
@@ -181,6 +193,10 @@ def test_stub_killed_twice_is_healed_each_time_then_sigterm_cleans_up(serve):
         assert time.monotonic() - started < 10
         serve.wait_for(lambda s=stubs: serve.named("triton_python_backend_stub") not in ([], s))
         serve.wait_for(serve.answers, what="the healed model")
+        (stub,) = serve.named("triton_python_backend_stub")
+        # The healed instance runs the same engine: TensorFlow only for the SavedModel.
+        tensorflow = "tensorflow" in Path(f"/proc/{stub}/maps").read_text()
+        assert tensorflow == (model_format == "savedmodel")
     folders = workdirs(serve)
     assert folders and all(Path(f).is_dir() for f in folders)
     serve.process.send_signal(signal.SIGTERM)
@@ -190,6 +206,7 @@ def test_stub_killed_twice_is_healed_each_time_then_sigterm_cleans_up(serve):
     assert not any(Path(f).exists() for f in folders)
 
 
+@FORMATS
 def test_dead_tritonserver_is_restarted_and_sigkill_of_serve_leaves_nothing(serve):
     serve.wait_for(lambda: "serving vit" in serve.text(), what="the banner")
     (server,) = [p for p in serve.named("--model-repository") if "guard.py" not in cmdline(p)]

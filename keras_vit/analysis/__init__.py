@@ -2,6 +2,7 @@
 
 - ``attention_weights(model, images)``: per-layer ``[batch, heads, tokens, tokens]``.
 - ``attention_rollout(attentions, num_prefix_tokens=1)``: ``[batch, grid_h, grid_w]``.
+- ``num_prefix_tokens(model)``: class, distillation and register tokens (0 for gap / MAP).
 - ``mean_attention_distance(attention, patch_size, num_prefix_tokens=1)``: ``[heads]`` pixels.
 - ``position_embedding_similarity(model)``: ``[grid_h, grid_w, grid_h, grid_w]``.
 - ``embedding_filters(model)`` / ``principal_filters(kernel)``: PCA of the RGB filters.
@@ -17,7 +18,12 @@ Example:
     [(1, 2, 5, 5), (1, 2, 5, 5)]
 """
 
-from keras_vit.analysis.attention import attention_rollout, attention_weights, rollout_matrix
+from keras_vit.analysis.attention import (
+    attention_rollout,
+    attention_weights,
+    num_prefix_tokens,
+    rollout_matrix,
+)
 from keras_vit.analysis.distance import mean_attention_distance, patch_distances
 from keras_vit.analysis.embeddings import (
     cosine_similarity_grid,
@@ -34,6 +40,7 @@ __all__ = [
     "cosine_similarity_grid",
     "embedding_filters",
     "mean_attention_distance",
+    "num_prefix_tokens",
     "patch_distances",
     "position_embedding_similarity",
     "principal_filters",

@@ -63,8 +63,9 @@ def attention_weights(model: keras.Model, images: npt.ArrayLike) -> list[np.ndar
         images: float images in [-1, 1] at the model's input size.
 
     Returns:
-        One float32 array per block, ``[batch, heads, tokens, tokens]``, the class
-        token first where the model has one.
+        One float32 array per block, ``[batch, heads, tokens, tokens]``, the
+        prefix tokens (class, distillation, registers) first where the model
+        has them (``num_prefix_tokens``).
 
     Raises:
         ValueError: for a model without attention layers or images of the wrong shape.
@@ -72,7 +73,7 @@ def attention_weights(model: keras.Model, images: npt.ArrayLike) -> list[np.ndar
     encoder = encoder_of(model)
     images = _check_images(model, images)
     tokens = keras.Model(model.input, encoder.input)(images)
-    x = encoder.posembed_input(tokens)
+    x = encoder.embed(tokens)
     result = []
     for block in encoder.blocks:
         normed = block.norm_0(x)
@@ -115,8 +116,10 @@ def attention_rollout(
 
     Args:
         attentions: per-layer ``[batch, heads, tokens, tokens]`` weights.
-        num_prefix_tokens: 1 for a class-token model (its row is taken), 0 for a
-            gap model (the mean of all rows is taken).
+        num_prefix_tokens: the tokens before the patches (``num_prefix_tokens(model)``):
+            with any, the first one's row is taken (the class token; DeiT's
+            distillation token and registers follow it); with none (gap and MAP
+            models), the mean of all rows.
         grid: the patch grid; a square grid is assumed when None.
 
     Returns:
@@ -127,6 +130,29 @@ def attention_rollout(
     patches = rows[:, num_prefix_tokens:]
     grid_h, grid_w = grid or infer_grid(patches.shape[-1])
     return patches.reshape(-1, grid_h, grid_w).astype(np.float32)
+
+
+def num_prefix_tokens(model: keras.Model) -> int:
+    """How many tokens precede the patches in the encoder: class, distillation, registers.
+
+    Args:
+        model: a keras_vit model with attention.
+
+    Returns:
+        The encoder's tokens less the patches (0 for gap and MAP models).
+
+    Raises:
+        ValueError: for a model without attention layers.
+
+    Example:
+        >>> from keras_vit.models import ViT
+        >>> model = ViT(image_size=32, patch_size=16, hidden_size=8, num_layers=1, num_heads=2,
+        ...             mlp_dim=8, num_classes=2, distilled=True, num_register_tokens=4)
+        >>> num_prefix_tokens(model)
+        6
+    """
+    grid_h, grid_w = model_patch_grid(model)
+    return int(encoder_of(model).input.shape[1]) - grid_h * grid_w
 
 
 def model_patch_grid(model: keras.Model) -> tuple[int, int]:

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from keras_vit.analysis.attention import encoder_of, model_patch_grid
 from keras_vit.checkpoints.assign import model_params
+from keras_vit.layers import sincos2d
 
 
 def cosine_similarity_grid(embeddings: npt.ArrayLike, grid: tuple[int, int]) -> np.ndarray:
@@ -35,7 +36,9 @@ def cosine_similarity_grid(embeddings: npt.ArrayLike, grid: tuple[int, int]) -> 
 
 
 def position_embedding_similarity(model: keras.Model) -> np.ndarray:
-    """Cosine similarity between the model's learned position embeddings.
+    """Cosine similarity between the model's position embeddings (of the patches).
+
+    Learned embeddings, or the computed ``sincos2d`` ones of a big_vision model.
 
     Args:
         model: a ViT or hybrid model.
@@ -46,6 +49,9 @@ def position_embedding_similarity(model: keras.Model) -> np.ndarray:
     """
     encoder = encoder_of(model)
     grid = model_patch_grid(model)
+    if encoder.posembed_input is None:
+        width = encoder.input.shape[-1]
+        return cosine_similarity_grid(sincos2d(*grid, width), grid)
     posemb = np.asarray(encoder.posembed_input.pos_embedding)[0]
     return cosine_similarity_grid(posemb[posemb.shape[0] - grid[0] * grid[1] :], grid)
 

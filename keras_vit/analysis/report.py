@@ -11,7 +11,12 @@ import keras
 import numpy as np
 
 from keras_vit.analysis import plots
-from keras_vit.analysis.attention import attention_rollout, attention_weights, model_patch_grid
+from keras_vit.analysis.attention import (
+    attention_rollout,
+    attention_weights,
+    model_patch_grid,
+    num_prefix_tokens,
+)
 from keras_vit.analysis.distance import mean_attention_distance
 from keras_vit.analysis.embeddings import embedding_filters, position_embedding_similarity
 
@@ -43,7 +48,7 @@ def analyze(
             shape; nothing is written then.
     """
     grid = model_patch_grid(model)
-    prefix = 1 if "cls" in [layer.name for layer in model.layers] else 0
+    prefix = num_prefix_tokens(model)
     attentions = attention_weights(model, images)
     rollout = attention_rollout(attentions, prefix, grid)
     patch = _effective_patch(model, grid)

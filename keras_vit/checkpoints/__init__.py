@@ -1,4 +1,5 @@
-"""Loading and saving checkpoints: official ``.npz`` files, timm state dicts.
+"""Loading and saving checkpoints: official and big_vision ``.npz`` files, timm state
+dicts, Hugging Face ViT folders.
 
 Every loader reads the file once, recognises its family from the keys
 (``families.FAMILIES``), applies that family's named fix-ups and checks the
@@ -16,11 +17,18 @@ Example:
 """
 
 from keras_vit.checkpoints.io import CheckpointError
-from keras_vit.checkpoints.loader import load_npz, load_timm, load_weights_file, save_npz
+from keras_vit.checkpoints.loader import (
+    load_hf,
+    load_npz,
+    load_timm,
+    load_weights_file,
+    save_npz,
+)
 from keras_vit.checkpoints.posemb import resample_position_embeddings
 
 __all__ = [
     "CheckpointError",
+    "load_hf",
     "load_npz",
     "load_timm",
     "load_weights_file",

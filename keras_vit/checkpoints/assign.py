@@ -8,21 +8,22 @@ import re
 import keras
 import numpy as np
 
-from keras_vit.checkpoints.io import CheckpointError
+from keras_vit.checkpoints.mismatch import CheckpointMismatchError
 from keras_vit.checkpoints.posemb import resample_position_embeddings
 
 logger = logging.getLogger("keras_vit")
 
 POSEMB_KEY = "Transformer/posembed_input/pos_embedding"
-_HEAD_KEYS = ("head/kernel", "head/bias")
+_HEAD_KEYS = ("head/kernel", "head/bias", "head_dist/kernel", "head_dist/bias")
 _PRE_LOGITS_KEYS = ("pre_logits/kernel", "pre_logits/bias")
+_POOL_SCOPES = ("MAPHead_0/", "fc_norm/")
 
 # Keras variable paths -> checkpoint keys. Layers carry the checkpoint scopes, so
 # only Keras's own variable names differ.
 _PATH_TO_KEY = (
     (re.compile(r"/gamma$"), "/scale"),
     (re.compile(r"/beta$"), "/bias"),
-    (re.compile(r"^cls/cls$"), "cls"),
+    (re.compile(r"^(cls|dist|reg)/\1$"), r"\1"),  # class, distillation, register tokens
     (re.compile(r"^root/"), ""),  # the hybrid's root layer; the official root has no scope
 )
 
@@ -54,7 +55,9 @@ def _head_keys_to_skip(targets, params) -> tuple[set[str], str | None]:
     """Checkpoint keys left out for fine-tuning or a headless model, and why."""
     ckpt_head = set(_HEAD_KEYS + _PRE_LOGITS_KEYS) & params.keys()
     if "head/kernel" not in targets:
-        return ckpt_head, "the model has no head (include_top=False)"
+        # The pooling layers too (MAP head, fc_norm), unless the model pools with them.
+        pooling = {key for key in params.keys() - targets.keys() if key.startswith(_POOL_SCOPES)}
+        return ckpt_head | pooling, "the model has no head (include_top=False)"
     if "pre_logits/kernel" in params and "pre_logits/kernel" not in targets:
         return ckpt_head, "the model has no representation (pre_logits) layer"
     if "head/kernel" in params and params["head/kernel"].shape != tuple(
@@ -84,7 +87,8 @@ def assign_params(
         source_grid: the checkpoint's patch grid, if not square.
 
     Raises:
-        CheckpointError: on missing, extra or mis-shaped keys; the model is unchanged.
+        CheckpointMismatchError: (a ``CheckpointError``) on missing, extra or mis-shaped
+            keys, with a short summary and the full lists; the model is unchanged.
     """
     targets = model_params(model)
     skipped, reason = _head_keys_to_skip(targets, params)
@@ -103,7 +107,8 @@ def assign_params(
             and value.ndim == 3
             and value.shape[-1] == shape[-1]
         ):
-            num_prefix = 1 if "cls" in targets else 0
+            grid_h, grid_w = model_grid(model)
+            num_prefix = shape[1] - grid_h * grid_w  # embedded prefix tokens, any count
             value = resample_position_embeddings(
                 value, model_grid(model), num_prefix, source_grid, posemb_method
             )
@@ -116,16 +121,9 @@ def assign_params(
         plan.append((variable, value))
     extra = sorted(params.keys() - targets.keys() - skipped)
     if missing or extra or mismatched:
-        problems = []
-        if missing:
-            problems.append("missing keys: " + ", ".join(missing))
-        if extra:
-            problems.append("keys the model has no place for: " + ", ".join(extra))
-        if mismatched:
-            problems.append("shape mismatch: " + "; ".join(mismatched))
-        raise CheckpointError(
-            f"cannot load {source}: " + " | ".join(problems) + " (model left unchanged)"
-        )
+        shapes = {key: tuple(variable.shape) for key, variable in targets.items()}
+        found = {key: np.shape(value) for key, value in params.items()}
+        raise CheckpointMismatchError(source, model.name, found, shapes, missing, extra, mismatched)
     for variable, value in plan:
         variable.assign(value.astype(variable.dtype))
     if reason is not None:

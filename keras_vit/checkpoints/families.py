@@ -1,7 +1,8 @@
 """The checkpoint families: how each is recognised and brought to canonical keys.
 
 ``FAMILIES`` is the one table: each row names a family (official ViT, official
-hybrid, BiT, big_vision, timm ViT, timm hybrid, timm BiT, and the ones keras_vit
+hybrid, BiT, big_vision, timm ViT (DeiT, registers, LayerScale, ``fc_norm``
+included), timm hybrid, timm BiT, Hugging Face ViT, and the ones keras_vit
 refuses), the key prefixes that recognise it, the named fix-ups that bring its
 keys to the canonical names (the model's scopes), the model family it fits and
 its numerics. ``detect_family`` picks the row; ``canonicalise`` applies it.
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from keras_vit.checkpoints.hf import canonical_hf_vit
 from keras_vit.checkpoints.io import CheckpointError
 from keras_vit.checkpoints.official import (
     big_vision_posemb,
@@ -30,6 +32,7 @@ from keras_vit.checkpoints.official import (
     squeeze_groupnorm,
 )
 from keras_vit.checkpoints.timm import canonical_timm_bit, canonical_timm_vit
+from keras_vit.numerics import LAYER_NORM_EPSILON
 
 Params = dict[str, np.ndarray]
 
@@ -44,12 +47,23 @@ class Family:
         marks: the family is recognised by a key starting with one of these.
         fixups: named fix-ups, applied in order; each leaves alone the keys
             it does not concern.
-        source: ``"official"`` (read by ``load_npz``) or ``"timm"`` (``load_timm``).
-        fused_qkv: the file stores q, k, v fused and so not the head count
-            (timm); they are split with the model's ``num_heads``.
-        approximate_gelu: the GELU form it was trained with (None: no GELU).
+        source: ``"official"`` (read by ``load_npz``), ``"timm"`` (``load_timm``)
+            or ``"hf"`` (``load_hf``).
+        split_heads: the fix-up that needs the head count, which the file does
+            not record (timm's fused ``qkv``; Hugging Face's ``config.json``
+            holds it): applied last, with the model's ``num_heads``.
+        approximate_gelu: the GELU form it was trained with (None: no GELU;
+            Hugging Face: from ``config.json``).
         posemb_method: the family's own position-embedding resampling.
+        layer_norm_epsilon: its LayerNorms' epsilon (Hugging Face: from
+            ``config.json``, 1e-12 by default; the others 1e-6).
+        no_embed_class: whether the prefix tokens have no position embeddings
+            (big_vision); None where the file tells (timm's ``no_embed_class``
+            shows in the number of rows).
         refused: why keras_vit models cannot hold it, or None.
+        resnet_numerics: the numerics of its ResNet (BiT, the hybrid's stem):
+            ``"timm"`` for timm's files, else ``"official"``
+            (``keras_vit.layers.std_conv.NUMERICS``).
     """
 
     name: str
@@ -57,36 +71,45 @@ class Family:
     marks: tuple[str, ...]
     fixups: tuple[Callable[[Params], Params], ...] = ()
     source: str = "official"
-    fused_qkv: bool = False
+    split_heads: Callable[[Params, int], Params] | None = None
     approximate_gelu: bool | None = None
     posemb_method: str = "bilinear"
+    layer_norm_epsilon: float = LAYER_NORM_EPSILON
+    no_embed_class: bool | None = False
     refused: str | None = None
+    resnet_numerics: str = "official"
 
 
-_OFFICIAL = dict(approximate_gelu=True)  # flax's default GELU: the tanh form
-_TIMM = dict(source="timm", posemb_method="bicubic")
-_TIMM_VIT = dict(_TIMM, fused_qkv=True, approximate_gelu=False)  # timm: exact (erf) GELU
-_BIG_VISION = (big_vision_scan, big_vision_posemb, linen_numbering)
-_FC_NORM = "keras_vit models have no fc_norm (timm's global_pool='avg' pools before the final norm)"
-_DISTILLED = "keras_vit models have no distillation token (dist_token, head_dist)"
-_MAP_HEAD = "keras_vit models have no MAP head (MAPHead_0/...)"
+# flax's default GELU: the tanh form. The released files embed the class token too (save_npz
+# files of models built with no_embed_class=True need that override).
+_OFFICIAL = dict(approximate_gelu=True)
+_TIMM = dict(source="timm", posemb_method="bicubic", resnet_numerics="timm")
+# timm: exact (erf) GELU; whether the prefix tokens have position embeddings shows in pos_embed.
+_TIMM_VIT = dict(_TIMM, split_heads=canonical_timm_vit, approximate_gelu=False, no_embed_class=None)
+# transformers' ViTConfig defaults (config.json overrides them): hidden_act="gelu" (erf), eps 1e-12.
+_HF = dict(source="hf", split_heads=canonical_hf_vit, posemb_method="bicubic")
+_HF.update(approximate_gelu=False, layer_norm_epsilon=1e-12)
+# big_vision adds position embeddings to the patches only, before any class token.
+_BIG_VISION = dict(_OFFICIAL, no_embed_class=True)
+_ATTN_POOL = "keras_vit reads big_vision's MAP head (MAPHead_0), not timm's attn_pool"
+_NORM_PRE = "keras_vit models have no pre-encoder LayerNorm (timm's norm_pre, CLIP-style)"
 
 # name, model family, marks (key prefixes), fix-ups, then the family's numerics.
 # The first row with a matching key wins, so the more specific rows come first.
 FAMILIES: tuple[Family, ...] = (
-    Family("timm ViT with fc_norm", "vit", ("fc_norm.",), refused=_FC_NORM, **_TIMM_VIT),
-    Family("timm DeiT distilled", "vit", ("dist_token",), refused=_DISTILLED, **_TIMM_VIT),
+    Family("timm ViT with attention pool", "vit", ("attn_pool.",), refused=_ATTN_POOL, **_TIMM),
+    Family("timm ViT with norm_pre", "vit", ("norm_pre.",), refused=_NORM_PRE, **_TIMM),
     Family("timm BiT", "bit", ("stem.", "stages."), (canonical_timm_bit,), **_TIMM),
     Family("timm hybrid ViT", "hybrid", ("patch_embed.backbone.",), **_TIMM_VIT),
     Family("timm ViT", "vit", ("blocks.", "patch_embed."), **_TIMM_VIT),
+    Family("Hugging Face ViT", "vit", ("vit.embeddings.", "embeddings.patch_embeddings."), **_HF),
     Family("BiT", "bit", ("resnet/",), (bit_layout,)),
-    Family("big_vision ViT with MAP head", "vit", ("MAPHead_0/",), refused=_MAP_HEAD, **_OFFICIAL),
     Family(
         "big_vision ViT",
         "vit",
-        ("pos_embedding", "Transformer/encoderblock/"),
-        _BIG_VISION,
-        **_OFFICIAL,
+        ("pos_embedding", "Transformer/encoderblock/", "MAPHead_0/"),
+        (big_vision_scan, big_vision_posemb, linen_numbering),
+        **_BIG_VISION,
     ),
     Family(
         "official hybrid",
@@ -116,8 +139,8 @@ def detect_family(keys) -> Family:
         if any(key.startswith(family.marks) for key in keys):
             return family
     raise CheckpointError(
-        "unrecognised checkpoint: none of the keys of an official ViT, hybrid or BiT "
-        f"checkpoint or of a timm state dict (first keys: {sorted(keys)[:5]})"
+        "unrecognised checkpoint: none of the keys of an official, big_vision, timm or "
+        f"Hugging Face ViT, hybrid or BiT checkpoint (first keys: {sorted(keys)[:5]})"
     )
 
 
@@ -127,7 +150,7 @@ def canonicalise(family: Family, params: Params, num_heads: int | None = None) -
     Args:
         family: the checkpoint's family (``detect_family``).
         params: the checkpoint's arrays, as read.
-        num_heads: the model's heads; needed for families with ``fused_qkv``.
+        num_heads: the model's heads; needed for families with ``split_heads``.
 
     Returns:
         The parameters by canonical key.
@@ -139,10 +162,10 @@ def canonicalise(family: Family, params: Params, num_heads: int | None = None) -
         raise CheckpointError(f"cannot load a {family.name} checkpoint: {family.refused}")
     for fixup in family.fixups:
         params = fixup(params)
-    if family.fused_qkv:
+    if family.split_heads is not None:
         if num_heads is None:
             raise CheckpointError(
-                "timm checkpoints do not record the number of heads: pass num_heads="
+                f"{family.source} checkpoints do not record the number of heads: pass num_heads="
             )
-        params = canonical_timm_vit(params, num_heads)
+        params = family.split_heads(params, num_heads)
     return params

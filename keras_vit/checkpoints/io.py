@@ -255,3 +255,25 @@ def read_checkpoint(
     if not allow_nonfinite:
         check_finite(path, arrays)
     return arrays
+
+
+def checkpoint_keys(path: str | os.PathLike) -> list[str]:
+    """The keys of an ``.npz`` or ``.safetensors`` file, from its headers (no array is read).
+
+    Args:
+        path: the file.
+
+    Returns:
+        Its keys.
+
+    Raises:
+        CheckpointError: for an unreadable file.
+    """
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        return list(safetensors_headers(path))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [name.removesuffix(".npy") for name in archive.namelist()]
+    except (zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {error}") from error

@@ -1,6 +1,8 @@
 """timm state dicts (PyTorch layouts) to canonical keys.
 
-Three families: ``VisionTransformer`` (``blocks.{i}.attn.qkv``), its hybrid
+Three families: ``VisionTransformer`` (``blocks.{i}.attn.qkv``; with DeiT's
+``dist_token`` / ``head_dist``, ``reg_token``, ``fc_norm`` and LayerScale
+``ls1.gamma`` / ``ls2.gamma`` where present), its hybrid
 (``patch_embed.backbone.stem`` / ``stages``, the official hybrid stem's port)
 and ``ResNetV2`` BiT models (``stem.conv``, ``stages.{i}.blocks.{j}``).
 """
@@ -21,6 +23,11 @@ _RENAMES = {
     "norm.bias": "Transformer/encoder_norm/bias",
     "head.bias": "head/bias",
     "pre_logits.fc.bias": "pre_logits/bias",
+    "dist_token": "dist",  # DeiT distilled
+    "head_dist.bias": "head_dist/bias",
+    "reg_token": "reg",  # register tokens
+    "fc_norm.weight": "fc_norm/scale",  # global_pool="avg" with fc_norm
+    "fc_norm.bias": "fc_norm/bias",
 }
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 _BLOCK_RENAMES = {
@@ -30,6 +37,8 @@ _BLOCK_RENAMES = {
     "norm2.bias": "LayerNorm_2/bias",
     "mlp.fc1.bias": "MlpBlock_3/Dense_0/bias",
     "mlp.fc2.bias": "MlpBlock_3/Dense_1/bias",
+    "ls1.gamma": "ls1/scale",  # LayerScale (init_values; DINOv2)
+    "ls2.gamma": "ls2/scale",
 }
 _ATTN = "MultiHeadDotProductAttention_1"
 
@@ -191,7 +200,7 @@ def canonical_timm_vit(state: dict[str, np.ndarray], num_heads: int) -> dict[str
             params[_RENAMES[key]] = value
         elif key == "patch_embed.proj.weight":
             params["embedding/kernel"] = _conv(value)
-        elif key in ("head.weight", "pre_logits.fc.weight"):
+        elif key in ("head.weight", "head_dist.weight", "pre_logits.fc.weight"):
             params[key.split(".")[0] + "/kernel"] = value.T
         else:
             params[key] = value  # left for the assignment to report as an extra key

@@ -80,4 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except ValueError as error:
         print(f"keras-vit {args.command}: error: {error}", file=sys.stderr)
+        if getattr(args, "verbose", False) and hasattr(error, "details"):
+            print(error.details(), file=sys.stderr)  # every key of a checkpoint mismatch
         return 2

@@ -29,6 +29,8 @@ def _export(args: argparse.Namespace) -> int:
         backend=args.backend,
         kind=args.kind,
         overwrite=args.overwrite,
+        format=args.format,
+        accelerator=args.accelerator,
     )
     print(f"exported {path}")
     return 0
@@ -58,6 +60,19 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         help="Triton backend: python (any Triton) or tensorflow (containers up to 25.02)",
     )
     parser.add_argument("--kind", choices=("KIND_CPU", "KIND_GPU"), default="KIND_CPU")
+    parser.add_argument(
+        "--format",
+        choices=("savedmodel", "onnx"),
+        default="savedmodel",
+        help="savedmodel (Python backend, TensorFlow) or onnx (ONNX Runtime backend in a "
+        "Triton container; onnxruntime in the Python backend with keras-vit serve)",
+    )
+    parser.add_argument(
+        "--accelerator",
+        choices=("none", "tensorrt", "cuda"),
+        default="none",
+        help="onnx on KIND_GPU: the GPU execution provider of the ONNX Runtime backend",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.set_defaults(run=_export)
 
@@ -120,10 +135,17 @@ def _serve(args: argparse.Namespace) -> int:
     """
     from keras_vit.serving.server import TritonServer
 
+    if not args.start_timeout > 0:
+        raise ValueError(f"--start-timeout must be positive; got {args.start_timeout}")
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_stop)
     server = TritonServer(
-        args.repo, args.http_port, args.grpc_port, args.metrics_port, host=args.host
+        args.repo,
+        args.http_port,
+        args.grpc_port,
+        args.metrics_port,
+        host=args.host,
+        start_timeout=args.start_timeout,
     )
     models = sorted(p.name for p in server.repo.iterdir() if (p / "config.pbtxt").exists())
     failures = 0
@@ -163,6 +185,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds between liveness checks (a real inference; reload on failure)",
     )
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=120.0,
+        help="seconds the server may take to load every model before it is restarted",
+    )
     parser.set_defaults(run=_serve)
 
 
@@ -199,7 +227,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 # Command -> (help line, function adding its arguments and its ``run``).
 COMMANDS = {
     "export": (
-        "export a model as a SavedModel into a Triton model repository",
+        "export a model (SavedModel or ONNX) into a Triton model repository",
         _export_arguments,
     ),
     "serve": ("run tritonserver on a model repository until Ctrl-C", _serve_arguments),

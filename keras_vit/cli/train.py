@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import TYPE_CHECKING
 
 from keras_vit.cli.model_args import add_model_arguments, load_model
+from keras_vit.cli.recipe_args import recipe_from_args, what_arguments
 
 if TYPE_CHECKING:
-    from keras_vit.training import Recipe, RunOptions
+    from keras_vit.training import RunOptions
 
 _DESCRIPTION = """\
 keras-vit train (or python -m keras_vit.train): train or fine-tune with a named recipe.
@@ -30,63 +30,11 @@ examples:
   keras-vit train                                   # the digits main job, no download
   keras-vit train --recipe finetune --model ViT-B/16 --init augreg_in21k --dataset cifar10
   keras-vit train --recipe finetune --init runs/digits/model.npz --image-size 32 \\
-      --dataset digits --model ViT-Mu/4 --steps 200 --out runs/digits-32
+      --dataset path/to/folder --steps 200 --out runs/folder-32   # the file's own architecture
   keras-vit train --recipe bit-hyperrule --model BiT-R50x1 --init bit_m_in21k --dataset oxford_iiit_pet
   keras-vit train --dataset path/to/folder          # train/<class>/*.jpg, test/<class>/*.jpg
   TF_CONFIG=... keras-vit train --strategy multiworker --recipe imagenet-scratch
 """
-
-# Recipe fields a flag may override: field -> (type, help); the flag is --field-name.
-_OVERRIDES = {
-    "model": (str, "model variant, e.g. ViT-B/16, R50+ViT-B/16, BiT-R50x1"),
-    "dataset": (
-        str,
-        "'digits', a TFDS name (cifar10, imagenet2012, ...) or an image folder with "
-        "train/<class>/ and test/<class>/",
-    ),
-    "train_split": (str, "training split, e.g. train or 'train[:98%%]'"),
-    "eval_split": (str, "evaluation split, e.g. test or validation"),
-    "image_size": (int, "input resolution"),
-    "batch_size": (int, "global batch size (over all replicas)"),
-    "epochs": (float, "passes over the training split (when --steps is not given)"),
-    "optimizer": (str, "adam or sgd"),
-    "learning_rate": (float, "peak learning rate"),
-    "weight_decay": (float, "decoupled weight decay (adam)"),
-    "momentum": (float, "SGD momentum"),
-    "decay": (str, "learning-rate decay after warm-up: cosine, linear or steps"),
-    "warmup_steps": (float, "linear warm-up steps (below 1: a fraction)"),
-    "grad_clip": (float, "clip the global gradient norm (0: off)"),
-    "label_smoothing": (float, "label smoothing"),
-}
-
-
-def _what_arguments(parser: argparse.ArgumentParser) -> None:
-    from keras_vit.training import RECIPES
-
-    what = parser.add_argument_group("what to train (a recipe; any flag overrides it)")
-    what.add_argument(
-        "--recipe", default="digits", choices=sorted(RECIPES), help="named recipe (default digits)"
-    )
-    for field, (kind, text) in _OVERRIDES.items():
-        what.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=text)
-    what.add_argument("--dropout", type=float, default=None, help="dropout rate of the ViT")
-    what.add_argument("--mixup", type=float, default=None, help="mixup alpha (0: off)")
-    what.add_argument(
-        "--randaugment",
-        default=None,
-        metavar="OPS,FACTOR",
-        help="RandAugment with OPS operations of strength FACTOR in [0, 1], e.g. 2,0.5",
-    )
-    what.add_argument(
-        "--crop",
-        choices=("inception", "resize_crop", "none"),
-        default=None,
-        help="training crop: inception (official ViT), resize_crop (BiT) or none",
-    )
-    what.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    what.add_argument(
-        "--init", default=None, help="checkpoint to start from: a file or a named checkpoint"
-    )
 
 
 def _how_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,64 +88,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     recipes = "\n".join(f"  {name:17s} {recipe.description}" for name, recipe in RECIPES.items())
     parser.epilog = "recipes:\n" + recipes + "\n" + _EXAMPLES
-    _what_arguments(parser)
+    what_arguments(parser)
     _how_arguments(parser)
     parser.set_defaults(run=_train)
-
-
-def _augmentation_from_args(args: argparse.Namespace) -> dict[str, object]:
-    """The augmentation fields the flags set."""
-    augmentation: dict[str, object] = {}
-    if args.mixup is not None:
-        augmentation["mixup"] = args.mixup
-    if args.crop is not None:
-        augmentation["crop"] = args.crop
-    if args.no_flip:
-        augmentation["flip"] = False
-    if args.randaugment:
-        ops, _, factor = args.randaugment.partition(",")
-        try:
-            augmentation["randaugment"] = (int(ops), float(factor or 0.5))
-        except ValueError:
-            raise ValueError(
-                f"--randaugment takes OPS,FACTOR such as 2,0.5; got {args.randaugment!r}"
-            ) from None
-    return augmentation
-
-
-def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The named recipe with the flags' overrides.
-
-    Args:
-        args: parsed ``keras-vit train`` arguments.
-
-    Returns:
-        The recipe to train with.
-
-    Raises:
-        ValueError: for an unknown recipe or a malformed ``--randaugment``.
-    """
-    from keras_vit.data import Augmentation
-    from keras_vit.training import get_recipe
-
-    recipe = get_recipe(args.recipe)
-    given = vars(args)
-    fields = {field: given[field] for field in _OVERRIDES if given[field] is not None}
-    if fields.get("grad_clip") == 0:
-        fields["grad_clip"] = None
-    model_args = dict(recipe.model_args)
-    if fields.get("model", recipe.model) != recipe.model:
-        # The recipe's architecture arguments belong to its own model; dropout is a setting.
-        model_args = {k: v for k, v in model_args.items() if k == "dropout_rate"}
-    if args.dropout is not None:
-        model_args["dropout_rate"] = args.dropout
-    fields["model_args"] = model_args
-    augmentation = _augmentation_from_args(args)
-    if augmentation:
-        fields["augmentation"] = Augmentation(
-            **{**dataclasses.asdict(recipe.augmentation), **augmentation}
-        )
-    return dataclasses.replace(recipe, **fields)
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:

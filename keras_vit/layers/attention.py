@@ -31,7 +31,10 @@ def check_attention_impl(attention_impl: str) -> str:
 
 @keras.saving.register_keras_serializable(package="keras_vit")
 class MultiHeadDotProductAttention(keras.layers.Layer):
-    """Self-attention whose weights are ``query``, ``key``, ``value`` and ``out``.
+    """Attention whose weights are ``query``, ``key``, ``value`` and ``out``.
+
+    Self-attention by default; given ``inputs_kv`` (big_vision's MAP head: a
+    learned probe attending over the encoded tokens), keys and values come from it.
 
     Kernels are stored as in the official checkpoints: ``query/kernel`` is
     ``[hidden, heads, head_dim]``, ``out/kernel`` is ``[heads, head_dim, hidden]``.
@@ -41,6 +44,7 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
         attention_dropout_rate: dropout on the attention weights.
         attention_impl: ``"fused"`` (XLA kernel, ``keras_vit.kernels``) or
             ``"reference"`` (plain ``keras.ops``).
+        qkv_bias: whether ``query``, ``key`` and ``value`` have biases.
         **kwargs: standard layer arguments.
 
     Example:
@@ -55,12 +59,14 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
         num_heads: int,
         attention_dropout_rate: float = 0.0,
         attention_impl: str = "fused",
+        qkv_bias: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.attention_dropout_rate = attention_dropout_rate
         self.attention_impl = check_attention_impl(attention_impl)
+        self.qkv_bias = qkv_bias
         self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape):
@@ -71,7 +77,9 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
             )
         head_dim = hidden // self.num_heads
         self.query, self.key, self.value = (
-            DenseGeneral((self.num_heads, head_dim), name=n, dtype=self.dtype_policy)
+            DenseGeneral(
+                (self.num_heads, head_dim), use_bias=self.qkv_bias, name=n, dtype=self.dtype_policy
+            )
             for n in ("query", "key", "value")
         )
         for layer in (self.query, self.key, self.value):
@@ -79,8 +87,9 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
         self.out = DenseGeneral(hidden, in_axes=2, name="out", dtype=self.dtype_policy)
         self.out.build(tuple(input_shape[:-1]) + (self.num_heads, head_dim))
 
-    def call(self, inputs, training=None):
-        query, key, value = self.query(inputs), self.key(inputs), self.value(inputs)
+    def call(self, inputs, inputs_kv=None, training=None):
+        inputs_kv = inputs if inputs_kv is None else inputs_kv
+        query, key, value = self.query(inputs), self.key(inputs_kv), self.value(inputs_kv)
         rate = self.attention_dropout_rate if training else 0.0
         if self.attention_impl == "fused":
             seed = (
@@ -104,4 +113,5 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
             "num_heads": self.num_heads,
             "attention_dropout_rate": self.attention_dropout_rate,
             "attention_impl": self.attention_impl,
+            "qkv_bias": self.qkv_bias,
         }

@@ -1,9 +1,11 @@
 """BiT ResNet-v2's pre-activation units and root, under the BiT checkpoint scopes.
 
 Scopes: ``root_block/standardized_conv2d``, ``block1/unit01/a/group_norm``,
-``a/standardized_conv2d``, ``a/proj/standardized_conv2d``; numerics
-``BIT_NUMERICS`` (see ``keras_vit.layers.std_conv``). A BiT stage is a
-``ResNetStage`` of ``PreActBottleneck`` units.
+``a/standardized_conv2d``, ``a/proj/standardized_conv2d``. Each layer takes
+``numerics``: ``"official"`` (BiT's own code) or ``"timm"`` (``resnetv2_*_bit``), see
+``keras_vit.layers.std_conv.NUMERICS``; the default is timm's, the numerics of
+files saved before this was a choice. A BiT stage is a ``ResNetStage`` of
+``PreActBottleneck`` units.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import keras
 from keras import ops
 
 from keras_vit.layers.stage import build_in_order
-from keras_vit.layers.std_conv import BIT_NUMERICS, group_norm, std_conv
+from keras_vit.layers.std_conv import group_norm, numerics_of, std_conv
+
+LEGACY_NUMERICS = "timm"  # what BiT layers computed before numerics were a choice
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -27,6 +31,7 @@ class PreActConv(keras.layers.Layer):
         strides: convolution stride.
         projection_filters: channels of the shortcut projection, or None.
         projection_strides: stride of the shortcut projection.
+        numerics: ``"official"`` or ``"timm"``.
         **kwargs: standard layer arguments.
     """
 
@@ -37,6 +42,7 @@ class PreActConv(keras.layers.Layer):
         strides: int = 1,
         projection_filters: int | None = None,
         projection_strides: int = 1,
+        numerics: str = LEGACY_NUMERICS,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -45,16 +51,19 @@ class PreActConv(keras.layers.Layer):
         self.strides = strides
         self.projection_filters = projection_filters
         self.projection_strides = projection_strides
+        self.numerics = numerics
+        numerics_of("bit", numerics)  # refuses an unknown source now, not at build
 
     def build(self, input_shape):
-        self.group_norm = group_norm("group_norm", BIT_NUMERICS["gn_eps"], self.dtype_policy)
+        numerics = numerics_of("bit", self.numerics)
+        self.group_norm = group_norm("group_norm", numerics["gn_eps"], self.dtype_policy)
         self.group_norm.build(input_shape)
         self.standardized_conv2d = std_conv(
             self.filters,
             self.kernel_size,
             self.strides,
             self.kernel_size // 2,
-            BIT_NUMERICS,
+            numerics,
             "standardized_conv2d",
             self.dtype_policy,
         )
@@ -64,6 +73,7 @@ class PreActConv(keras.layers.Layer):
             self.proj = _Projection(
                 self.projection_filters,
                 self.projection_strides,
+                numerics=self.numerics,
                 name="proj",
                 dtype=self.dtype_policy,
             )
@@ -86,6 +96,7 @@ class PreActConv(keras.layers.Layer):
             "strides": self.strides,
             "projection_filters": self.projection_filters,
             "projection_strides": self.projection_strides,
+            "numerics": self.numerics,
         }
 
 
@@ -93,14 +104,16 @@ class PreActConv(keras.layers.Layer):
 class _Projection(keras.layers.Layer):
     """The BiT shortcut projection, scoped ``proj/standardized_conv2d``."""
 
-    def __init__(self, filters: int, strides: int = 1, **kwargs):
+    def __init__(self, filters: int, strides: int = 1, numerics: str = LEGACY_NUMERICS, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
+        self.numerics = numerics
 
     def build(self, input_shape):
+        numerics = numerics_of("bit", self.numerics)
         self.standardized_conv2d = std_conv(
-            self.filters, 1, self.strides, 0, BIT_NUMERICS, "standardized_conv2d", self.dtype_policy
+            self.filters, 1, self.strides, 0, numerics, "standardized_conv2d", self.dtype_policy
         )
         self.standardized_conv2d.build(input_shape)
 
@@ -108,7 +121,12 @@ class _Projection(keras.layers.Layer):
         return self.standardized_conv2d(inputs)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "numerics": self.numerics,
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -120,17 +138,25 @@ class PreActBottleneck(keras.layers.Layer):
         mid_filters: bottleneck width.
         strides: stride of the 3x3 convolution and of the projection.
         project: whether the shortcut is projected (first unit of a stage).
+        numerics: ``"official"`` or ``"timm"``.
         **kwargs: standard layer arguments; named ``unit01``, ``unit02``, ...
     """
 
     def __init__(
-        self, filters: int, mid_filters: int, strides: int = 1, project: bool = False, **kwargs
+        self,
+        filters: int,
+        mid_filters: int,
+        strides: int = 1,
+        project: bool = False,
+        numerics: str = LEGACY_NUMERICS,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.filters = filters
         self.mid_filters = mid_filters
         self.strides = strides
         self.project = project
+        self.numerics = numerics
 
     @classmethod
     def for_stage(cls, index: int, width: int, strides: int, **kwargs) -> PreActBottleneck:
@@ -140,7 +166,7 @@ class PreActBottleneck(keras.layers.Layer):
             index: the unit's position in the stage; the first strides and projects.
             width: the bottleneck width; the unit outputs ``4 * width`` channels.
             strides: the stage's stride.
-            **kwargs: standard layer arguments (``dtype``).
+            **kwargs: ``numerics`` and standard layer arguments (``dtype``).
 
         Returns:
             The unit.
@@ -156,7 +182,7 @@ class PreActBottleneck(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        policy = self.dtype_policy
+        common = dict(numerics=self.numerics, dtype=self.dtype_policy)
         self.a = PreActConv(
             self.mid_filters,
             1,
@@ -164,10 +190,10 @@ class PreActBottleneck(keras.layers.Layer):
             self.filters if self.project else None,
             self.strides,
             name="a",
-            dtype=policy,
+            **common,
         )
-        self.b = PreActConv(self.mid_filters, 3, self.strides, name="b", dtype=policy)
-        self.c = PreActConv(self.filters, 1, 1, name="c", dtype=policy)
+        self.b = PreActConv(self.mid_filters, 3, self.strides, name="b", **common)
+        self.c = PreActConv(self.filters, 1, 1, name="c", **common)
         build_in_order((self.a, self.b, self.c), input_shape)
 
     def call(self, inputs):
@@ -186,6 +212,7 @@ class PreActBottleneck(keras.layers.Layer):
             "mid_filters": self.mid_filters,
             "strides": self.strides,
             "project": self.project,
+            "numerics": self.numerics,
         }
 
 
@@ -196,16 +223,26 @@ class BiTRootBlock(keras.layers.Layer):
 
     Args:
         filters: output channels.
+        numerics: ``"official"`` or ``"timm"``.
         **kwargs: standard layer arguments; named ``root_block``.
+
+    Example:
+        >>> import numpy as np
+        >>> root = BiTRootBlock(32, numerics="official", name="root_block")
+        >>> tuple(root(np.zeros((1, 32, 32, 3), "float32")).shape)
+        (1, 8, 8, 32)
     """
 
-    def __init__(self, filters: int, **kwargs):
+    def __init__(self, filters: int, numerics: str = LEGACY_NUMERICS, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.numerics = numerics
+        numerics_of("bit", numerics)  # refuses an unknown source now, not at build
 
     def build(self, input_shape):
+        numerics = numerics_of("bit", self.numerics)
         self.standardized_conv2d = std_conv(
-            self.filters, 7, 2, 3, BIT_NUMERICS, "standardized_conv2d", self.dtype_policy
+            self.filters, 7, 2, 3, numerics, "standardized_conv2d", self.dtype_policy
         )
         self.standardized_conv2d.build(input_shape)
 
@@ -220,4 +257,4 @@ class BiTRootBlock(keras.layers.Layer):
         return (shape[0], *size, self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "numerics": self.numerics}

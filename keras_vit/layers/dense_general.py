@@ -39,6 +39,8 @@ class DenseGeneral(keras.layers.Layer):
     Args:
         features: output feature shape, an int or a tuple.
         in_axes: how many trailing input axes are contracted.
+        use_bias: whether to add ``bias`` (timm's and Hugging Face's
+            ``qkv_bias=False`` attention has none).
         **kwargs: standard layer arguments (``name``, ``dtype``).
 
     Example:
@@ -48,10 +50,13 @@ class DenseGeneral(keras.layers.Layer):
         (1, 3, 2, 4)
     """
 
-    def __init__(self, features: int | tuple[int, ...], in_axes: int = 1, **kwargs):
+    def __init__(
+        self, features: int | tuple[int, ...], in_axes: int = 1, use_bias: bool = True, **kwargs
+    ):
         super().__init__(**kwargs)
         self.features = (features,) if isinstance(features, int) else tuple(features)
         self.in_axes = in_axes
+        self.use_bias = use_bias
 
     def build(self, input_shape):
         in_shape = tuple(input_shape[-self.in_axes :])
@@ -60,17 +65,25 @@ class DenseGeneral(keras.layers.Layer):
             shape=in_shape + self.features,
             initializer=flat_glorot_uniform(math.prod(in_shape), math.prod(self.features)),
         )
-        self.bias = self.add_weight(
-            name="bias",
-            shape=self.features,
-            initializer=keras.initializers.RandomNormal(stddev=1e-6),
-        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=self.features,
+                initializer=keras.initializers.RandomNormal(stddev=1e-6),
+            )
 
     def call(self, inputs):
-        return ops.tensordot(inputs, self.kernel, axes=self.in_axes) + self.bias
+        outputs = ops.tensordot(inputs, self.kernel, axes=self.in_axes)
+        return outputs if self.bias is None else outputs + self.bias
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[: -self.in_axes]) + self.features
 
     def get_config(self):
-        return {**super().get_config(), "features": self.features, "in_axes": self.in_axes}
+        return {
+            **super().get_config(),
+            "features": self.features,
+            "in_axes": self.in_axes,
+            "use_bias": self.use_bias,
+        }

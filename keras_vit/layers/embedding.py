@@ -1,8 +1,10 @@
-"""The patch embedding (checkpoint scope ``embedding``: kernel ``[p, p, channels, hidden]``)."""
+"""The patch embedding (checkpoint scope ``embedding``: kernel ``[p, p, channels, hidden]``)
+and big_vision's computed ``sincos2d`` position embeddings."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_vit.kernels import patch_embed, patch_embed_reference
@@ -69,3 +71,68 @@ class PatchEmbedding(keras.layers.Layer):
             "patch_size": self.patch_size,
             "attention_impl": self.attention_impl,
         }
+
+
+def sincos2d(grid_h: int, grid_w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
+    """big_vision's ``posemb_sincos_2d``: fixed position embeddings of a patch grid.
+
+    ``omega = 1 / temperature**(arange(D/4) / (D/4 - 1))``; each position (row
+    ``y``, column ``x``, row-major) gets ``[sin(x·ω), cos(x·ω), sin(y·ω), cos(y·ω)]``:
+    the column comes first. Computed in float64, returned as float32.
+
+    Args:
+        grid_h: grid rows.
+        grid_w: grid columns.
+        width: embedding width, a multiple of 4.
+        temperature: the frequency base.
+
+    Returns:
+        float32 ``[grid_h * grid_w, width]``.
+
+    Example:
+        >>> sincos2d(2, 3, 8).shape
+        (6, 8)
+    """
+    if width % 4:
+        raise ValueError(f"sincos2d position embeddings need a width divisible by 4; got {width}.")
+    y, x = np.mgrid[:grid_h, :grid_w]
+    quarter = width // 4
+    omega = 1.0 / temperature ** (np.arange(quarter) / max(quarter - 1, 1))
+    x = x.reshape(-1, 1) * omega[None]
+    y = y.reshape(-1, 1) * omega[None]
+    return np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class SinCos2DPositionEmbedding(keras.layers.Layer):
+    """Adds ``sincos2d`` embeddings (computed, not learned) to a patch grid.
+
+    Applied to the ``[batch, grid_h, grid_w, hidden]`` grid, before any prefix
+    token is prepended (big_vision's ``posemb="sincos2d"``); the grid size comes
+    from the input.
+
+    Args:
+        temperature: the frequency base (big_vision: 10000).
+        **kwargs: standard layer arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = SinCos2DPositionEmbedding()
+        >>> tuple(layer(np.zeros((1, 2, 3, 8), "float32")).shape)
+        (1, 2, 3, 8)
+    """
+
+    def __init__(self, temperature: float = 10_000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = temperature
+
+    def call(self, inputs):
+        grid_h, grid_w, width = inputs.shape[1:]
+        posemb = sincos2d(grid_h, grid_w, width, self.temperature).reshape(grid_h, grid_w, width)
+        return inputs + ops.cast(posemb, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}

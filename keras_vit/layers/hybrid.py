@@ -1,9 +1,11 @@
 """The ViT hybrid's ResNet: post-activation units and root of vision_transformer.
 
 The units follow ``vit_jax/models_resnet.py`` (scopes ``conv1``, ``gn1``, ...,
-``conv_proj``, ``gn_proj``), the root its ``conv_root`` and ``gn_root``;
-numerics ``HYBRID_NUMERICS`` (see ``keras_vit.layers.std_conv``), "SAME"
-padding as flax. A hybrid stage is a ``ResNetStage`` of ``ResidualUnit`` units.
+``conv_proj``, ``gn_proj``), the root its ``conv_root`` and ``gn_root``, "SAME"
+padding as flax (and timm's ``StdConv2dSame``). Each layer takes ``numerics``:
+``"official"`` (vision_transformer, the default) or ``"timm"`` (timm's hybrid ports), see
+``keras_vit.layers.std_conv.NUMERICS``. A hybrid stage is a ``ResNetStage`` of
+``ResidualUnit`` units.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import keras
 from keras import ops
 
 from keras_vit.layers.stage import build_in_order
-from keras_vit.layers.std_conv import HYBRID_NUMERICS, group_norm, std_conv
+from keras_vit.layers.std_conv import group_norm, numerics_of, std_conv
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -24,13 +26,16 @@ class ResidualUnit(keras.layers.Layer):
     Args:
         features: bottleneck width; the unit outputs ``4 * features`` channels.
         strides: stride of conv2 and of the projection.
+        numerics: ``"official"`` or ``"timm"``.
         **kwargs: standard layer arguments; named ``unit1``, ``unit2``, ...
     """
 
-    def __init__(self, features: int, strides: int = 1, **kwargs):
+    def __init__(self, features: int, strides: int = 1, numerics: str = "official", **kwargs):
         super().__init__(**kwargs)
         self.features = features
         self.strides = strides
+        self.numerics = numerics
+        numerics_of("hybrid", numerics)  # refuses an unknown source now, not at build
 
     @classmethod
     def for_stage(cls, index: int, width: int, strides: int, **kwargs) -> ResidualUnit:
@@ -40,7 +45,7 @@ class ResidualUnit(keras.layers.Layer):
             index: the unit's position in the stage; the first strides.
             width: the bottleneck width (``features``).
             strides: the stage's stride.
-            **kwargs: standard layer arguments (``dtype``).
+            **kwargs: ``numerics`` and standard layer arguments (``dtype``).
 
         Returns:
             The unit.
@@ -48,10 +53,12 @@ class ResidualUnit(keras.layers.Layer):
         return cls(width, strides if index == 0 else 1, name=f"unit{index + 1}", **kwargs)
 
     def _conv(self, filters, size, strides, name):
-        return std_conv(filters, size, strides, "same", HYBRID_NUMERICS, name, self.dtype_policy)
+        numerics = numerics_of("hybrid", self.numerics)
+        return std_conv(filters, size, strides, "same", numerics, name, self.dtype_policy)
 
     def build(self, input_shape):
-        eps, policy, out = HYBRID_NUMERICS["gn_eps"], self.dtype_policy, 4 * self.features
+        eps = numerics_of("hybrid", self.numerics)["gn_eps"]
+        policy, out = self.dtype_policy, 4 * self.features
         self.needs_projection = input_shape[-1] != out or self.strides != 1
         if self.needs_projection:
             self.conv_proj = self._conv(out, 1, self.strides, "conv_proj")
@@ -80,7 +87,12 @@ class ResidualUnit(keras.layers.Layer):
         return self.conv2.compute_output_shape(input_shape)[:3] + (4 * self.features,)
 
     def get_config(self):
-        return {**super().get_config(), "features": self.features, "strides": self.strides}
+        return {
+            **super().get_config(),
+            "features": self.features,
+            "strides": self.strides,
+            "numerics": self.numerics,
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -94,6 +106,7 @@ class HybridRoot(keras.layers.Layer):
 
     Args:
         filters: output channels (64 times the width multiplier).
+        numerics: ``"official"`` or ``"timm"``.
         **kwargs: standard layer arguments; named ``root``.
 
     Example:
@@ -103,15 +116,18 @@ class HybridRoot(keras.layers.Layer):
         (1, 4, 4, 32)
     """
 
-    def __init__(self, filters: int, **kwargs):
+    def __init__(self, filters: int, numerics: str = "official", **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.numerics = numerics
+        numerics_of("hybrid", numerics)  # refuses an unknown source now, not at build
 
     def build(self, input_shape):
+        numerics = numerics_of("hybrid", self.numerics)
         self.conv_root = std_conv(
-            self.filters, 7, 2, "same", HYBRID_NUMERICS, "conv_root", self.dtype_policy
+            self.filters, 7, 2, "same", numerics, "conv_root", self.dtype_policy
         )
-        self.gn_root = group_norm("gn_root", HYBRID_NUMERICS["gn_eps"], self.dtype_policy)
+        self.gn_root = group_norm("gn_root", numerics["gn_eps"], self.dtype_policy)
         build_in_order((self.conv_root, self.gn_root), input_shape)
 
     def call(self, inputs):
@@ -123,4 +139,4 @@ class HybridRoot(keras.layers.Layer):
         return (input_shape[0], *size, self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "numerics": self.numerics}

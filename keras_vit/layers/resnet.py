@@ -1,7 +1,7 @@
 """Old import path of the ResNet layers, kept for existing imports.
 
 The layers now live by family: ``keras_vit.layers.std_conv`` (weight
-standardization, GroupNorm, the numerics of each family), ``keras_vit.layers.bit``
+standardization, GroupNorm, the numerics of each source), ``keras_vit.layers.bit``
 (BiT's pre-activation units and root), ``keras_vit.layers.hybrid`` (the ViT
 hybrid's units and root) and ``keras_vit.layers.stage`` (``ResNetStage``).
 """
@@ -10,20 +10,22 @@ from keras_vit.layers.bit import BiTRootBlock, PreActBottleneck, PreActConv
 from keras_vit.layers.hybrid import HybridRoot, ResidualUnit
 from keras_vit.layers.stage import ResNetStage
 from keras_vit.layers.std_conv import (
-    BIT_NUMERICS,
     GROUPS,
-    HYBRID_NUMERICS,
+    NUMERICS,
+    SOURCES,
     STD_FORMS,
     StdConv2D,
     group_norm,
+    numerics_of,
+    set_numerics,
     std_conv,
     weight_standardize,
 )
 
 __all__ = [
-    "BIT_NUMERICS",
     "GROUPS",
-    "HYBRID_NUMERICS",
+    "NUMERICS",
+    "SOURCES",
     "STD_FORMS",
     "BiTRootBlock",
     "HybridRoot",
@@ -33,6 +35,8 @@ __all__ = [
     "ResidualUnit",
     "StdConv2D",
     "group_norm",
+    "numerics_of",
+    "set_numerics",
     "std_conv",
     "weight_standardize",
 ]

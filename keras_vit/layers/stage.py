@@ -53,6 +53,8 @@ class ResNetStage(keras.layers.Layer):
         strides: stride of the first unit.
         unit: the unit class, or its registered name (``"keras_vit>PreActBottleneck"``
             for BiT, ``"keras_vit>ResidualUnit"`` for the hybrid).
+        numerics: ``"official"`` or ``"timm"`` (see ``keras_vit.layers.std_conv.NUMERICS``);
+            None for the unit class's default (as in files saved before this argument).
         **kwargs: standard layer arguments; named ``block1``, ``block2``, ...
 
     Example:
@@ -63,17 +65,30 @@ class ResNetStage(keras.layers.Layer):
         (1, 4, 4, 128)
     """
 
-    def __init__(self, num_units: int, width: int, strides: int = 1, *, unit: str | type, **kwargs):
+    def __init__(
+        self,
+        num_units: int,
+        width: int,
+        strides: int = 1,
+        *,
+        unit: str | type,
+        numerics: str | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_units = num_units
         self.width = width
         self.strides = strides
         self.unit = keras.saving.get_registered_name(_unit_class(unit))
+        self.numerics = numerics
 
     def build(self, input_shape):
         unit_class = _unit_class(self.unit)
+        common = dict(dtype=self.dtype_policy)
+        if self.numerics is not None:
+            common["numerics"] = self.numerics
         self.units = [
-            unit_class.for_stage(i, self.width, self.strides, dtype=self.dtype_policy)
+            unit_class.for_stage(i, self.width, self.strides, **common)
             for i in range(self.num_units)
         ]
         build_in_order(self.units, input_shape)
@@ -97,6 +112,7 @@ class ResNetStage(keras.layers.Layer):
             "width": self.width,
             "strides": self.strides,
             "unit": self.unit,
+            "numerics": self.numerics,
         }
 
     @classmethod

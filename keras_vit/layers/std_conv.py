@@ -1,25 +1,65 @@
-"""Weight-standardized convolution and GroupNorm, with each ResNet family's numerics.
+"""Weight-standardized convolution and GroupNorm, with each source's numerics.
 
 Both ResNet families standardise their kernels and normalise with 32-group
-GroupNorm, but each copies its numerics from its own source:
+GroupNorm, but the numerics are the source's, not the family's (``NUMERICS``):
 
-- BiT ResNet-v2 (``keras_vit.layers.bit``): kernels standardised as
-  ``(w - mean) / sqrt(var + 1e-8)`` and GroupNorm epsilon 1e-5, as timm's
-  ``resnetv2_*_bit`` (the PyTorch port of the BiT files).
-- The ViT hybrid's ResNet (``keras_vit.layers.hybrid``): kernels standardised as
-  ``(w - mean) / (std + 1e-5)`` (vision_transformer's ``StdConv``) and flax's
-  GroupNorm epsilon 1e-6.
+- BiT ResNet-v2, ``"official"``: kernels standardised as ``(w - mean) / sqrt(var + 1e-10)``,
+  GroupNorm epsilon 1e-5 (google-research/big_transfer: ``bit_jax/models.py``
+  ``standardize`` with ``eps=1e-10`` in ``StdConv``, 1e-5 in ``GroupNorm``; the same in
+  ``bit_pytorch`` and ``bit_tf2``).
+- BiT ResNet-v2, ``"timm"``: ``sqrt(var + 1e-8)``, GroupNorm 1e-5 (timm's
+  ``_create_resnetv2_bit``: ``StdConv2d(eps=1e-8)``; ``GroupNormAct`` eps 1e-5).
+- The ViT hybrid's ResNet, ``"official"``: ``(w - mean) / (std + 1e-5)`` (vision_transformer's
+  ``models_resnet.weight_standardize``) and flax's GroupNorm epsilon 1e-6.
+- The ViT hybrid's ResNet, ``"timm"``: ``sqrt(var + 1e-8)``, GroupNorm 1e-5 (timm's
+  ``vision_transformer_hybrid._resnetv2``: ``StdConv2dSame(eps=1e-8)``; ``GroupNormAct``).
+
+The loaders set the numerics of the checkpoint's source (``set_numerics``).
 """
 
 from __future__ import annotations
 
+import logging
+
 import keras
 from keras import ops
 
+logger = logging.getLogger("keras_vit")
+
 GROUPS = 32
-BIT_NUMERICS = dict(std_eps=1e-8, std_form="var", gn_eps=1e-5)
-HYBRID_NUMERICS = dict(std_eps=1e-5, std_form="std", gn_eps=1e-6)
+SOURCES = ("official", "timm")
+_TIMM = dict(std_eps=1e-8, std_form="var", gn_eps=1e-5)
+# family -> source -> numerics. Each source chose its own epsilons: BiT's code 1e-10 under the
+# square root (its bit_tf2 notes that the authors' first code used std + 1e-5, the form
+# vision_transformer kept for the hybrid), timm 1e-8 for both of its ports. The choice shows
+# in the logits when a kernel's variance is small next to the epsilon.
+NUMERICS = {
+    "bit": {"official": dict(std_eps=1e-10, std_form="var", gn_eps=1e-5), "timm": _TIMM},
+    "hybrid": {"official": dict(std_eps=1e-5, std_form="std", gn_eps=1e-6), "timm": _TIMM},
+}
 STD_FORMS = ("var", "std")
+
+
+def numerics_of(family: str, source: str) -> dict:
+    """The numerics of one ResNet family as one source computes it.
+
+    Args:
+        family: ``"bit"`` or ``"hybrid"``.
+        source: ``"official"`` or ``"timm"``.
+
+    Returns:
+        ``dict(std_eps=..., std_form=..., gn_eps=...)``.
+
+    Raises:
+        ValueError: for an unknown source.
+
+    Example:
+        >>> numerics_of("bit", "official")["std_eps"]
+        1e-10
+    """
+    if source not in SOURCES:
+        raise ValueError(f"numerics must be one of {SOURCES}; got {source!r}.")
+    return NUMERICS[family][source]
 
 
 def weight_standardize(kernel, eps: float, form: str):
@@ -133,7 +173,7 @@ def group_norm(
 
     Args:
         name: the checkpoint scope (``gn1``, ``group_norm``, ...).
-        eps: the family's epsilon (``BIT_NUMERICS["gn_eps"]`` or ``HYBRID_NUMERICS["gn_eps"]``).
+        eps: the source's epsilon (``numerics_of(family, source)["gn_eps"]``).
         dtype_policy: the enclosing layer's dtype policy.
         zero_init: start the scale at zero (the last norm of a hybrid unit).
 
@@ -158,14 +198,14 @@ def std_conv(
     name: str,
     dtype_policy: str | keras.DTypePolicy | None = None,
 ) -> StdConv2D:
-    """A ``StdConv2D`` with one family's standardization.
+    """A ``StdConv2D`` with one source's standardization.
 
     Args:
         filters: output channels.
         size: square kernel side.
         strides: square stride.
         padding: ``"same"`` or symmetric zero padding, as ``StdConv2D``.
-        numerics: ``BIT_NUMERICS`` or ``HYBRID_NUMERICS``.
+        numerics: ``numerics_of(family, source)``.
         name: the checkpoint scope (``conv1``, ``standardized_conv2d``, ...).
         dtype_policy: the enclosing layer's dtype policy.
 
@@ -182,3 +222,48 @@ def std_conv(
         name=name,
         dtype=dtype_policy,
     )
+
+
+def set_numerics(model: keras.Model, family: str, source: str) -> bool:
+    """Gives every weight-standardized convolution and GroupNorm of ``model`` a source's numerics.
+
+    In keras_vit models these layers belong to the ResNet (BiT, or the hybrid's
+    stem) alone, so each takes ``numerics_of(family, source)``; the layers that
+    record the choice (``numerics`` in their config) record ``source``. Compiled
+    functions are dropped, so the next ``predict`` traces the new numerics.
+
+    Args:
+        model: a keras_vit BiT or hybrid model (a plain ViT is left unchanged).
+        family: ``"bit"`` or ``"hybrid"``.
+        source: ``"official"`` or ``"timm"``.
+
+    Returns:
+        Whether anything changed.
+
+    Example:
+        >>> from keras_vit.models import ResNetV2
+        >>> model = ResNetV2(layers=(1,), width=0.5, image_size=32, num_classes=2)
+        >>> set_numerics(model, "bit", "timm")
+        True
+        >>> model.get_layer("root_block").numerics
+        'timm'
+    """
+    numerics = numerics_of(family, source)
+    changed = False
+    # Keras has no public recursive walk over nested layers.
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, StdConv2D):
+            new = dict(std_eps=numerics["std_eps"], std_form=numerics["std_form"])
+        elif isinstance(layer, keras.layers.GroupNormalization):
+            new = dict(epsilon=numerics["gn_eps"])
+        elif hasattr(layer, "numerics"):
+            new = dict(numerics=source)
+        else:
+            continue
+        for name, value in new.items():
+            changed |= getattr(layer, name) != value
+            setattr(layer, name, value)
+    if changed:
+        logger.info("%s: %s numerics set to %s's", model.name, family, source)
+        model.train_function = model.test_function = model.predict_function = None
+    return changed

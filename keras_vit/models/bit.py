@@ -22,7 +22,7 @@ import keras
 from keras_vit.checkpoints import load_weights_file
 from keras_vit.layers.bit import BiTRootBlock, PreActBottleneck
 from keras_vit.layers.stage import ResNetStage
-from keras_vit.layers.std_conv import BIT_NUMERICS, group_norm
+from keras_vit.layers.std_conv import group_norm, numerics_of
 from keras_vit.models.args import check_head, image_hw, resolve_weights
 
 POOLINGS = (None, "avg", "max")
@@ -45,6 +45,7 @@ def ResNetV2(
     classifier_activation: str | None = None,
     name: str = "resnetv2",
     variant: str | None = None,
+    numerics: str = "official",
 ) -> keras.Model:
     """Builds a BiT ResNet-v2.
 
@@ -62,6 +63,11 @@ def ResNetV2(
         name: model name.
         variant: the variant name (``"R50x1"``) for named checkpoints; the
             ``BiT_*`` constructors set it.
+        numerics: the weight standardization and GroupNorm epsilons of
+            ``"official"`` BiT (``sqrt(var + 1e-10)``) or ``"timm"``'s port
+            (``sqrt(var + 1e-8)``), see ``keras_vit.layers.std_conv.NUMERICS``.
+            Loading a checkpoint (``weights=``, ``load_npz``, ``load_timm``) sets
+            the numerics of the checkpoint's source.
 
     Returns:
         A ``keras.Model`` on float images in [-1, 1]; ``model.get_layer("pre_logits")``
@@ -73,15 +79,18 @@ def ResNetV2(
     if not width or width <= 0:
         raise ValueError(f"width must be positive; got {width!r}.")
     check_head(include_top, num_classes, pooling, POOLINGS)
+    gn_eps = numerics_of("bit", numerics)["gn_eps"]
     weights_path = resolve_weights(weights, variant)
 
     images = keras.Input(shape=(height, width_px, 3), name="images")
-    x = BiTRootBlock(make_divisible(64 * width), name="root_block")(images)
+    x = BiTRootBlock(make_divisible(64 * width), numerics=numerics, name="root_block")(images)
     for i, units in enumerate(layers):
         mid = make_divisible(make_divisible(256 * 2**i * width) / 4)
         stride = 1 if i == 0 else 2
-        x = ResNetStage(units, mid, stride, unit=PreActBottleneck, name=f"block{i + 1}")(x)
-    x = group_norm("group_norm", BIT_NUMERICS["gn_eps"])(x)
+        x = ResNetStage(
+            units, mid, stride, unit=PreActBottleneck, numerics=numerics, name=f"block{i + 1}"
+        )(x)
+    x = group_norm("group_norm", gn_eps)(x)
     x = keras.layers.ReLU(name="group_norm_relu")(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="pre_logits")(x)

@@ -3,7 +3,10 @@
 The architecture is read off the checkpoint's canonical keys and shapes (the
 file is read once, through the loader's pipeline): widths, depths, heads,
 patch size, classifier, representation layer, class count, the hybrid's stem
-and BiT's stages; the image size from the position-embedding grid. Builder
+and BiT's stages; the image size from the position-embedding grid; the token
+layout and block options (``models.layout``: DeiT's distillation token,
+registers, ``fc_norm``, MAP head, sincos2d, LayerScale, qkv biases); a Hugging
+Face folder's ``config.json`` (checked against its weights). Builder
 arguments given as overrides win, so ``image_size=`` or ``num_classes=``
 fine-tune as ``load_npz`` does (position embeddings resampled, a new head
 left as initialised).
@@ -23,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any
@@ -32,10 +36,12 @@ import numpy as np
 
 from keras_vit.checkpoints.assign import POSEMB_KEY
 from keras_vit.checkpoints.families import Family
+from keras_vit.checkpoints.hf import hf_vit_arguments, is_hf_folder, read_config
 from keras_vit.checkpoints.io import CheckpointError
 from keras_vit.checkpoints.loader import load_canonical, read_canonical
 from keras_vit.checkpoints.posemb import infer_grid
 from keras_vit.models.bit import ResNetV2
+from keras_vit.models.layout import embedded_prefix, layout_arguments
 from keras_vit.models.vit import ViT
 
 _BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)/")
@@ -81,26 +87,32 @@ def _head(params: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def _image_size(params: dict[str, np.ndarray], patch: int, stride: int, prefix: int) -> int:
-    posemb = _array(params, POSEMB_KEY, "image size (pass image_size=)")
+    if POSEMB_KEY not in params:
+        raise CheckpointError(
+            "sincos2d checkpoints (big_vision) do not record the image size: pass image_size="
+        )
+    posemb = params[POSEMB_KEY]
     tokens = posemb.shape[1] - prefix
     try:
         side, _ = infer_grid(tokens)
     except ValueError:
         raise CheckpointError(
             f"the checkpoint's {tokens} position embeddings form no square grid: pass image_size="
+            " (and no_embed_class=True if its prefix tokens have no position embeddings)"
         ) from None
     return side * patch * stride
 
 
 def vit_arguments(
-    params: dict[str, np.ndarray], family: Family, image_size: bool = True
+    params: dict[str, np.ndarray], family: Family, image_size: Any = True
 ) -> dict[str, Any]:
     """The ``ViT`` arguments that canonical ViT or hybrid parameters describe.
 
     Args:
         params: canonical checkpoint parameters (``checkpoints.loader.read_canonical``).
-        family: the checkpoint's family (for its GELU form).
-        image_size: whether to infer the image size (from a square grid).
+        family: the checkpoint's family (for its GELU form and LayerNorm epsilon).
+        image_size: True to infer the image size (from a square grid); False,
+            or the size the caller gives (which then tells the patch grid).
 
     Returns:
         Keyword arguments of ``keras_vit.models.ViT``.
@@ -121,7 +133,7 @@ def vit_arguments(
         num_layers=_numbered(blocks, 0, "encoder blocks"),
         num_heads=int(query.shape[1]),  # query kernels are [hidden, heads, head_dim]
         mlp_dim=int(mlp.shape[-1]),
-        classifier="token" if "cls" in params else "gap",
+        num_channels=int(kernel.shape[2]),
         representation_size=None if pre_logits is None else int(pre_logits.shape[-1]),
         approximate_gelu=family.approximate_gelu,
         **_head(params),
@@ -129,19 +141,24 @@ def vit_arguments(
     stride = 1
     if family.model == "hybrid":
         args["resnet_layers"] = _stages(params)
-        root = _array(params, "conv_root/kernel", "stem width").shape[-1]
+        root_kernel = _array(params, "conv_root/kernel", "stem width")
+        root = root_kernel.shape[-1]
+        args["num_channels"] = int(root_kernel.shape[2])  # the image's, not the stem's output
         if root % 64:
             raise CheckpointError(f"hybrid stem of {root} channels: not a multiple of 64")
         args["resnet_width"] = _width(root)
+        args["resnet_numerics"] = family.resnet_numerics
         # The root conv and the max-pool halve the image; each stage after the first too.
         stride = 4 * 2 ** max(len(args["resnet_layers"]) - 1, 0)
-    if image_size:
-        prefix = 1 if args["classifier"] == "token" else 0
+    given = None if isinstance(image_size, bool) else image_size
+    args.update(layout_arguments(params, family, given, args["patch_size"] * stride))
+    if image_size is True:
+        prefix = embedded_prefix(args)
         args["image_size"] = _image_size(params, args["patch_size"], stride, prefix)
     return args
 
 
-def bit_arguments(params: dict[str, np.ndarray]) -> dict[str, Any]:
+def bit_arguments(params: dict[str, np.ndarray], family: Family) -> dict[str, Any]:
     """The ``ResNetV2`` arguments that canonical BiT parameters describe.
 
     BiT checkpoints do not record an image size: the builder's default (224)
@@ -149,6 +166,7 @@ def bit_arguments(params: dict[str, np.ndarray]) -> dict[str, Any]:
 
     Args:
         params: canonical checkpoint parameters.
+        family: the checkpoint's family (its source gives the numerics).
 
     Returns:
         Keyword arguments of ``keras_vit.models.ResNetV2``.
@@ -157,7 +175,12 @@ def bit_arguments(params: dict[str, np.ndarray]) -> dict[str, Any]:
         CheckpointError: when the root convolution is absent.
     """
     root = _array(params, "root_block/standardized_conv2d/kernel", "width").shape[-1]
-    return dict(layers=_stages(params), width=_width(root), **_head(params))
+    return dict(
+        layers=_stages(params),
+        width=_width(root),
+        numerics=family.resnet_numerics,
+        **_head(params),
+    )
 
 
 def from_checkpoint(
@@ -170,15 +193,24 @@ def from_checkpoint(
 ) -> keras.Model:
     """Builds the ViT, hybrid or BiT model a checkpoint describes and loads it.
 
-    Official ViT and hybrid files get the tanh GELU (``approximate_gelu=True``),
-    timm files the exact one (False). timm ViT state dicts do not record the
-    head count: pass ``num_heads=``. With no model yet to bound it, the file may
-    declare up to ``checkpoints.io.MAX_CHECKPOINT_BYTES`` (checked from its headers
-    before any data is read).
+    Official ViT, hybrid and big_vision files get the tanh GELU
+    (``approximate_gelu=True``), timm files the exact one (False), Hugging Face
+    folders their ``config.json``'s ``hidden_act`` and ``layer_norm_eps``,
+    ``save_npz`` files of models with other numerics the ones they record
+    (``checkpoints.meta``); numerics given as overrides win. timm
+    ViT state dicts do not record the head count: pass ``num_heads=``;
+    big_vision ``sincos2d`` files do not record the image size: pass
+    ``image_size=``. Whether prefix tokens have position embeddings is read off
+    the embeddings' rows (timm), or fixed by the family (big_vision: no;
+    official: yes), unless ``no_embed_class=`` is given. With no model yet to
+    bound it, the file may declare up to ``checkpoints.io.MAX_CHECKPOINT_BYTES``
+    (checked from its headers before any data is read).
 
     Args:
-        path: an official ``.npz`` (including our own ``save_npz`` files) or a
-            timm ``.npz`` / ``.safetensors`` state dict.
+        path: an official or big_vision ``.npz`` (including our own
+            ``save_npz`` files), a timm ``.npz`` / ``.safetensors`` state dict
+            (ViT, DeiT, registers, LayerScale, ``fc_norm``, hybrid, BiT), or a
+            Hugging Face ViT folder (``config.json`` + ``model.safetensors``).
         posemb_method: position-embedding resampling when ``image_size``
             changes the grid; None for the family's own (official bilinear,
             timm bicubic).
@@ -194,7 +226,9 @@ def from_checkpoint(
 
     Raises:
         CheckpointError: for an unreadable, unrecognised or refused file, a
-            timm ViT without ``num_heads``, or keys that do not fit the model;
+            timm ViT without ``num_heads``, a sincos2d file without
+            ``image_size``, a ``config.json`` that disagrees with its weights,
+            or keys that do not fit the model (named);
             no model is returned then.
         ValueError: for ``weights=``, or overrides the builder refuses
             (a TypeError for a name it does not take).
@@ -202,10 +236,15 @@ def from_checkpoint(
     if "weights" in overrides:
         raise ValueError("from_checkpoint loads `path` itself; do not pass weights=")
     family, params = read_canonical(path, overrides.get("num_heads"), allow_nonfinite)
+    if "no_embed_class" in overrides:  # the caller tells what the rows of pos_embedding cannot
+        family = dataclasses.replace(family, no_embed_class=overrides["no_embed_class"])
     if family.model == "bit":
-        builder, args = ResNetV2, bit_arguments(params)
+        builder, args = ResNetV2, bit_arguments(params, family)
+    elif family.source == "hf" and is_hf_folder(path):
+        builder, args = ViT, hf_vit_arguments(read_config(path), params)
     else:
-        builder, args = ViT, vit_arguments(params, family, "image_size" not in overrides)
+        builder, args = ViT, vit_arguments(params, family, overrides.get("image_size", True))
     model = builder(**{**args, **overrides})
-    load_canonical(model, family, params, os.fspath(path), posemb_method, source_grid)
+    # The model was built with the source's numerics unless the caller chose others.
+    load_canonical(model, family, params, os.fspath(path), posemb_method, source_grid, False)
     return model

@@ -1,9 +1,18 @@
-"""Exporting a model as a SavedModel into a Triton model repository, atomically.
+"""Exporting a model into a Triton model repository, atomically.
 
-Layout: ``<repo>/<name>/config.pbtxt``, ``<repo>/<name>/labels.txt`` and
-``<repo>/<name>/<version>/{model.savedmodel/, model.py}``. A version directory is
-written under a temporary name and renamed into place, so it appears whole or
-not at all; an existing version is replaced only with ``overwrite=True``.
+SavedModel layout (the default): ``<repo>/<name>/config.pbtxt`` (Python backend),
+``<repo>/<name>/labels.txt`` and ``<repo>/<name>/<version>/{model.savedmodel/, model.py}``.
+
+ONNX layout (``format="onnx"``): ``<repo>/<name>/<version>/{model.onnx, model.py}``,
+``<repo>/<name>/config.pbtxt`` for Triton's ONNX Runtime backend (what a Triton
+container uses) and ``<repo>/<name>/configs/python.pbtxt`` for the Python
+backend, whose ``model.py`` runs ``model.onnx`` with onnxruntime (what
+``keras-vit serve`` uses with the ``nvidia-pytriton`` server, which has no ONNX
+Runtime backend: it starts Triton with ``--model-config-name=python``).
+
+A version directory is written under a temporary name and renamed into place,
+so it appears whole or not at all; an existing version is replaced only with
+``overwrite=True``.
 
 Example:
     >>> import tempfile
@@ -29,7 +38,10 @@ import tensorflow as tf
 from keras_vit.atomic import plain_mode, write_text_atomic
 from keras_vit.imagenet import imagenet_labels, preprocess_input
 from keras_vit.images import decode_image, resize
-from keras_vit.serving.config import python_backend_config
+from keras_vit.serving.config import PYTHON_CONFIG, onnx_config, python_backend_config
+from keras_vit.serving.onnx_export import write_onnx
+
+FORMATS = ("savedmodel", "onnx")
 
 
 def model_py() -> Path:
@@ -97,6 +109,47 @@ def _move_into_place(staging: Path, target: Path) -> None:
         os.rename(staging, target)
 
 
+def _configs(
+    model: keras.Model,
+    name: str,
+    format: str,
+    options: dict,
+) -> dict[str, str]:
+    """The configuration files of an export, by path in the model folder; validates options."""
+    size, classes = tuple(model.input_shape[1:3]), model.output_shape[-1]
+    batch, instances, kind = options["max_batch_size"], options["instances"], options["kind"]
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}; got {format!r}")
+    if format == "savedmodel":
+        if options["accelerator"] != "none":
+            raise ValueError("accelerator applies to format='onnx' (Triton's ONNX Runtime backend)")
+        image_input, backend = options["image_input"], options["backend"]
+        return {
+            "config.pbtxt": python_backend_config(
+                name, size, classes, image_input, batch, instances, kind, backend
+            )
+        }
+    if options["image_input"] != "uint8":
+        raise ValueError(
+            "the encoded-image input (image_input='jpeg') is SavedModel-only: ONNX has no "
+            "image decoder; export with format='savedmodel', or send uint8 pixels"
+        )
+    if options["backend"] != "python":
+        raise ValueError(
+            "backend applies to format='savedmodel'; an ONNX export writes the configurations "
+            "of Triton's ONNX Runtime backend and of the Python backend"
+        )
+    return {
+        "config.pbtxt": onnx_config(
+            name, size, classes, batch, instances, kind, options["accelerator"]
+        ),
+        # The Python backend runs on the CPU, whatever kind the ONNX Runtime one has.
+        f"configs/{PYTHON_CONFIG}.pbtxt": python_backend_config(
+            name, size, classes, "uint8", batch, instances, "KIND_CPU", warmup=True
+        ),
+    }
+
+
 def export_model(
     model: keras.Model,
     repo: str | os.PathLike,
@@ -109,6 +162,8 @@ def export_model(
     kind: str = "KIND_CPU",
     labels: Sequence[str] | None = None,
     overwrite: bool = False,
+    format: str = "savedmodel",
+    accelerator: str = "none",
 ) -> Path:
     """Exports ``model`` into a Triton model repository.
 
@@ -119,12 +174,17 @@ def export_model(
         version: the version number; the next free one when None.
         max_batch_size: Triton's ``max_batch_size``.
         instances: model instances.
-        image_input: ``"uint8"`` or ``"jpeg"`` (encoded images) as the Triton input.
-        backend: ``"python"`` or ``"tensorflow"`` (see ``python_backend_config``).
+        image_input: ``"uint8"`` or ``"jpeg"`` (encoded images, SavedModel only)
+            as the Triton input.
+        backend: ``"python"`` or ``"tensorflow"`` (see ``python_backend_config``);
+            SavedModel only.
         kind: ``"KIND_CPU"`` or ``"KIND_GPU"``.
         labels: class names for Triton's classification extension; ImageNet-1k
             labels for 1000 classes, class indices otherwise, when None.
         overwrite: replace an existing version.
+        format: ``"savedmodel"`` or ``"onnx"`` (see the module's docstring).
+        accelerator: ONNX only: ``"none"``, ``"tensorrt"`` or ``"cuda"`` (the GPU
+            execution provider of Triton's ONNX Runtime backend; needs ``KIND_GPU``).
 
     Returns:
         The version directory.
@@ -140,16 +200,15 @@ def export_model(
         labels = imagenet_labels() if num_classes == 1000 else [str(i) for i in range(num_classes)]
     if len(labels) != num_classes:
         raise ValueError(f"{len(labels)} labels for a model with {num_classes} classes")
-    config = python_backend_config(
-        name,
-        tuple(model.input_shape[1:3]),
-        num_classes,
-        image_input,
-        max_batch_size,
-        instances,
-        kind,
-        backend,
+    options = dict(
+        max_batch_size=max_batch_size,
+        instances=instances,
+        image_input=image_input,
+        backend=backend,
+        kind=kind,
+        accelerator=accelerator,
     )
+    configs = _configs(model, name, format, options)
     model_dir = repo / name
     version = _next_version(model_dir) if version is None else version
     target = model_dir / str(version)
@@ -159,11 +218,18 @@ def export_model(
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.tmp-"))
     try:
         os.chmod(staging, plain_mode(folder=True))  # mkdtemp's 0700 would hide it from Triton
-        serving_archive(model).write_out(str(staging / "model.savedmodel"), verbose=False)
+        if format == "onnx":
+            write_onnx(model, staging / "model.onnx")
+        else:
+            serving_archive(model).write_out(str(staging / "model.savedmodel"), verbose=False)
         if backend == "python":
             shutil.copyfile(model_py(), staging / "model.py")
         write_text_atomic(model_dir / "labels.txt", "\n".join(labels) + "\n")
-        write_text_atomic(model_dir / "config.pbtxt", config)
+        # A SavedModel export retires an earlier ONNX export's Python-backend configuration.
+        (model_dir / "configs" / f"{PYTHON_CONFIG}.pbtxt").unlink(missing_ok=True)
+        for relative, text in configs.items():
+            (model_dir / relative).parent.mkdir(exist_ok=True)
+            write_text_atomic(model_dir / relative, text)
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -4,7 +4,11 @@ Where no ``tritonserver`` is on PATH, the one shipped in the ``nvidia-pytriton``
 wheel is used (Triton 2.51, Python backend only, runs on CPU): its Python
 backend stub for the running Python is copied next to ``libtriton_python.so`` in
 a private backend directory, the virtualenv's ``bin`` goes first on PATH, and
-LD_LIBRARY_PATH gets the base Python's LIBDIR and the wheel's libraries.
+LD_LIBRARY_PATH gets the base Python's LIBDIR and the wheel's libraries. That
+server has no ONNX Runtime backend, so it starts with
+``--model-config-name=python``: an ONNX export is served through its
+``configs/python.pbtxt`` (Python backend, onnxruntime in ``model.py``); models
+without that file use their ``config.pbtxt``.
 
 The server runs under ``guard.py`` (a process of its own, dying with its parent
 through Linux's parent-death signal): whatever happens to the Python process
@@ -37,6 +41,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from keras_vit.serving.config import PYTHON_CONFIG
 from keras_vit.serving.guard import STOP_SIGNALS, die_with_parent
 
 GUARD = Path(__file__).with_name("guard.py")
@@ -82,6 +87,8 @@ class TritonServer:
         explicit: start with ``--model-control-mode=explicit --load-model=*``
             so that models can be reloaded.
         log: where the server's output goes (a file path), or None for a temp file.
+        start_timeout: seconds ``with TritonServer(...)`` waits for readiness (every
+            model loaded; a SavedModel compiles its batch buckets while loading).
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class TritonServer:
         host: str = "127.0.0.1",
         explicit: bool = True,
         log: str | os.PathLike | None = None,
+        start_timeout: float = 120.0,
     ):
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
@@ -102,6 +110,7 @@ class TritonServer:
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.explicit = explicit
+        self.start_timeout = start_timeout
         self.log_path = Path(log) if log else Path(tempfile.mkstemp(suffix=".tritonserver.log")[1])
         self.process: subprocess.Popen | None = None  # the guard, parent of tritonserver
         self._workdir = ""
@@ -127,7 +136,10 @@ class TritonServer:
             python_dir.mkdir()
             for item in (*backend.glob("*.so"), *backend.glob("*.py"), stub):
                 shutil.copy2(item, python_dir / item.name)
-            backend_args = [f"--backend-directory={self._workdir}"]
+            backend_args = [
+                f"--backend-directory={self._workdir}",
+                f"--model-config-name={PYTHON_CONFIG}",
+            ]
             libs = Path(binary).parents[3] / "nvidia_pytriton.libs"  # in site-packages
             paths = [sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH", "")]
             env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p)
@@ -244,7 +256,7 @@ class TritonServer:
         return self.process is not None and self.process.poll() is None
 
     def __enter__(self) -> TritonServer:
-        return self.start()
+        return self.start(self.start_timeout)
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -7,9 +7,10 @@ Example:
 """
 
 from keras_vit.training.evaluate import evaluate_split
+from keras_vit.training.model import build_model
 from keras_vit.training.options import PRECISIONS, RunOptions
 from keras_vit.training.recipes import RECIPES, Recipe, get_recipe, resolve
-from keras_vit.training.trainer import TrainResult, build_model, fit
+from keras_vit.training.trainer import TrainResult, fit
 
 __all__ = [
     "PRECISIONS",

@@ -30,7 +30,8 @@ class Recipe:
 
     ``steps`` (optimizer steps) wins over ``epochs``; ``warmup_steps`` below 1
     is a fraction of the run. Fields left None are filled by ``resolve`` from
-    the dataset (splits, step counts, resolution).
+    the dataset (splits, step counts, resolution). ``model`` is a variant name
+    or a checkpoint file (its own architecture, see ``keras_vit.training.model``).
     """
 
     name: str

@@ -28,15 +28,14 @@ import tensorflow as tf
 
 from keras_vit.atomic import write_text_atomic
 from keras_vit.data import Source, load_source, train_dataset
-from keras_vit.models.registry import create_recipe_model
 from keras_vit.training.evaluate import evaluate_split
 from keras_vit.training.lock import folder_lock
+from keras_vit.training.model import build_model
 from keras_vit.training.monitor import Logs, Preemption
 from keras_vit.training.optim import WarmupSchedule, make_optimizer
 from keras_vit.training.options import (
     PRECISIONS,
     RunOptions,
-    check_init,
     check_options,
     check_resolved,
 )
@@ -69,33 +68,6 @@ class TrainResult:
     model: keras.Model
     recipe: Recipe
     paths: tuple[str, str] | None
-
-
-def build_model(recipe: Recipe, num_classes: int, image_size: int, init: str | None) -> keras.Model:
-    """The recipe's model; from ``init`` with a fresh zero head when the recipe says so.
-
-    Args:
-        recipe: the recipe (its model, model arguments, pre-logits and head reset).
-        num_classes: classes of the head.
-        image_size: input resolution.
-        init: checkpoint to start from (file or named checkpoint), or None.
-
-    Returns:
-        The model, built in the current strategy's scope and dtype policy.
-
-    Raises:
-        ValueError: for a fine-tuning recipe without ``init``, or an unknown model.
-    """
-    check_init(recipe, init)
-    return create_recipe_model(
-        recipe.model,
-        num_classes,
-        image_size,
-        model_args=recipe.model_args,
-        pre_logits=recipe.pre_logits,
-        init=init,
-        reset_head=recipe.reset_head,
-    )
 
 
 @dataclasses.dataclass

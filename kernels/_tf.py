@@ -1,0 +1,169 @@
+"""The TensorFlow kernels: pure functions compiled by XLA (``tf.function(jit_compile=True)``).
+
+They capture no variables, so they also run under ``tf.distribute``. Reached
+through ``keras_vit.kernels.dispatch`` on the TensorFlow backend only: nothing
+else imports this module, so the other backends never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+
+def _seed(seed: tf.Tensor | None) -> tf.Tensor:
+    return tf.zeros([2], tf.int32) if seed is None else seed
+
+
+def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
+    """Inverted dropout with a stateless int32 ``[2]`` seed (``x`` itself for rate 0)."""
+    if rate == 0.0:
+        return x
+    keep = tf.random.stateless_uniform(tf.shape(x), seed=seed) >= rate
+    return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
+
+
+def dense_attention(query, key, value, mask, dropout_rate, seed):
+    """softmax(q kᵀ / √d) v: logits and softmax in float32; returns (output, weights)."""
+    scale = tf.math.rsqrt(tf.cast(tf.shape(query)[-1], tf.float32))
+    # Scale folded into the (smaller) query; logits and softmax in float32.
+    query = query * tf.cast(scale, query.dtype)
+    logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", query, key), tf.float32)
+    if mask is not None:
+        logits = tf.where(mask, logits, -1e30)
+    weights = tf.nn.softmax(logits, axis=-1)
+    dropped = dropout(weights, dropout_rate, seed)
+    output = tf.einsum("bhqk,bkhd->bqhd", tf.cast(dropped, value.dtype), value)
+    return output, weights
+
+
+def blockwise_attention(query, key, value, block_size: int):
+    """Online softmax over key blocks (padded to whole blocks and masked), in float32."""
+    scale = tf.math.rsqrt(tf.cast(tf.shape(query)[-1], tf.float32))
+    query = tf.cast(query, tf.float32) * scale
+    batch, tokens, heads, depth = tf.unstack(tf.shape(key))
+    blocks = (tokens + block_size - 1) // block_size
+    padding = [[0, 0], [0, blocks * block_size - tokens], [0, 0], [0, 0]]
+
+    def split(t):
+        t = tf.reshape(
+            tf.pad(tf.cast(t, tf.float32), padding), [batch, blocks, block_size, heads, -1]
+        )
+        return tf.transpose(t, [1, 0, 2, 3, 4])
+
+    valid = tf.reshape(tf.range(blocks * block_size) < tokens, [blocks, block_size])
+    q_tokens = tf.shape(query)[1]
+    initial = (
+        tf.fill([batch, heads, q_tokens], tf.constant(-1e30, tf.float32)),
+        tf.zeros([batch, heads, q_tokens], tf.float32),
+        tf.zeros([batch, heads, q_tokens, depth], tf.float32),
+    )
+
+    def step(carry, block):
+        running_max, running_sum, accumulator = carry
+        k, v, keep = block
+        logits = tf.einsum("bqhd,bkhd->bhqk", query, k)
+        logits = tf.where(keep[None, None, None, :], logits, -1e30)
+        new_max = tf.maximum(running_max, tf.reduce_max(logits, axis=-1))
+        probs = tf.exp(logits - new_max[..., None])
+        correction = tf.exp(running_max - new_max)
+        running_sum = running_sum * correction + tf.reduce_sum(probs, axis=-1)
+        accumulator = accumulator * correction[..., None] + tf.einsum("bhqk,bkhd->bhqd", probs, v)
+        return new_max, running_sum, accumulator
+
+    blocks_k, blocks_v = split(key), split(value)
+    if key.shape[1] is None:
+        # Unknown length: a loop XLA compiles once (inference; XLA cannot hand its
+        # TensorLists to TensorFlow's gradient).
+        _, total, output = tf.foldl(step, (blocks_k, blocks_v, valid), initializer=initial)
+    else:
+        carry = initial
+        for i in range(-(-key.shape[1] // block_size)):
+            carry = step(carry, (blocks_k[i], blocks_v[i], valid[i]))
+        _, total, output = carry
+    output = output / total[..., None]
+    return tf.cast(tf.transpose(output, [0, 2, 1, 3]), value.dtype)
+
+
+@tf.function(jit_compile=True)
+def _attention(query, key, value, mask, dropout_rate, seed, block_size):
+    if block_size:
+        return blockwise_attention(query, key, value, block_size), None
+    return dense_attention(query, key, value, mask, dropout_rate, seed)
+
+
+def attention(query, key, value, mask, dropout_rate, seed, block_size, return_weights):
+    """``keras_vit.kernels.fused_attention`` on TensorFlow: ``(output, weights or None)``."""
+    del return_weights  # the plain path returns them at no extra cost
+    return _attention(query, key, value, mask, dropout_rate, _seed(seed), block_size)
+
+
+def _layer_norm(x, scale, bias, eps):
+    x32 = tf.cast(x, tf.float32)
+    mean, var = tf.nn.moments(x32, axes=[-1], keepdims=True)
+    normed = (x32 - mean) * tf.math.rsqrt(var + eps)
+    return tf.cast(normed * tf.cast(scale, tf.float32) + tf.cast(bias, tf.float32), x.dtype)
+
+
+def _gelu(x, approximate):
+    if approximate:
+        c = math.sqrt(2.0 / math.pi)
+        return 0.5 * x * (1.0 + tf.tanh(c * (x + 0.044715 * x * x * x)))
+    return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
+def _block_body(x, p, options, dropout_rate, seed):
+    """One block; ``options`` is ``(approximate_gelu, eps, attention_dropout_rate, block_size)``."""
+    approximate_gelu, eps, attention_dropout_rate, block_size = options
+    h = _layer_norm(x, p["ln0_scale"], p["ln0_bias"], eps)
+    q, k, v = (tf.einsum("btd,dnh->btnh", h, p[f"{n}_kernel"]) + p[f"{n}_bias"] for n in "qkv")
+    if block_size:
+        context = blockwise_attention(q, k, v, block_size)
+    else:
+        context, _ = dense_attention(q, k, v, None, attention_dropout_rate, seed + 1)
+    y = tf.einsum("btnh,nhd->btd", context, p["out_kernel"]) + p["out_bias"]
+    x = x + dropout(y, dropout_rate, seed + 2)
+    h = _layer_norm(x, p["ln2_scale"], p["ln2_bias"], eps)
+    h = _gelu(tf.matmul(h, p["mlp0_kernel"]) + p["mlp0_bias"], approximate_gelu)
+    h = dropout(h, dropout_rate, seed + 3)
+    h = tf.matmul(h, p["mlp1_kernel"]) + p["mlp1_bias"]
+    return x + dropout(h, dropout_rate, seed + 4)
+
+
+_block = tf.function(_block_body, jit_compile=True)
+
+
+@tf.function(jit_compile=True)
+def _encoder(x, pos_embedding, blocks, norm_scale, norm_bias, options, dropout_rate, seed):
+    x = dropout(x + pos_embedding, dropout_rate, seed + 5)
+    for i, params in enumerate(blocks):
+        x = _block_body(x, params, options, dropout_rate, seed + 7 * (i + 1))
+    return _layer_norm(x, norm_scale, norm_bias, options[1])
+
+
+def encoder_block(x, params, options, dropout_rate, seed):
+    """``keras_vit.kernels.encoder_block`` on TensorFlow."""
+    return _block(x, params, options, dropout_rate, _seed(seed))
+
+
+def encoder(x, pos_embedding, blocks, norm_scale, norm_bias, options, dropout_rate, seed):
+    """``keras_vit.kernels.encoder`` on TensorFlow."""
+    return _encoder(
+        x, pos_embedding, blocks, norm_scale, norm_bias, options, dropout_rate, _seed(seed)
+    )
+
+
+@tf.function(jit_compile=True)
+def patch_embed(images, kernel, bias, cls_token, pos_embedding):
+    """``keras_vit.kernels.patch_embed`` on TensorFlow: reshape + one matmul."""
+    p, _, channels, hidden = kernel.shape
+    batch, height, width = tf.unstack(tf.shape(images)[:3])
+    grid_h, grid_w = height // p, width // p
+    x = tf.reshape(images, [batch, grid_h, p, grid_w, p, channels])
+    x = tf.transpose(x, [0, 1, 3, 2, 4, 5])
+    x = tf.reshape(x, [batch, grid_h * grid_w, p * p * channels])
+    x = tf.matmul(x, tf.reshape(kernel, [p * p * channels, hidden])) + bias
+    if cls_token is not None:
+        x = tf.concat([tf.broadcast_to(cls_token, [batch, 1, hidden]), x], axis=1)
+    return x if pos_embedding is None else x + pos_embedding
