@@ -175,6 +175,19 @@ def test_failed_onnx_export_leaves_no_version(tmp_path):
     assert os.listdir(tmp_path / "m") == []  # no version, no staging folder, no config
 
 
+@pytest.mark.parametrize("fmt", ["savedmodel", "onnx"])
+@pytest.mark.parametrize(
+    "options", [dict(distilled=True, distillation_output="both"), dict(num_channels=1)]
+)
+def test_models_that_cannot_be_served_are_refused_before_anything_is_written(
+    tmp_path, fmt, options
+):
+    model = create_model("ViT-Mu/16", image_size=32, num_classes=5, **options)
+    with pytest.raises(ValueError, match="only a model with one output and RGB images"):
+        export_model(model, tmp_path, "m", labels=LABELS[:5], format=fmt)
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")

@@ -193,6 +193,12 @@ def export_model(
         ValueError: for an existing version without ``overwrite``, bad options or
             labels that do not match the classes; nothing is written then.
     """
+    if len(model.outputs) != 1 or model.input_shape[-1] != 3:
+        raise ValueError(
+            f"only a model with one output and RGB images can be served; {model.name!r} has "
+            f"{len(model.outputs)} outputs and {model.input_shape[-1]} input channels "
+            '(a distilled model: build it with distillation_output="mean")'
+        )
     repo, num_classes = Path(repo), model.output_shape[-1]
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"invalid model name {name!r}")
