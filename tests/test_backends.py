@@ -65,8 +65,17 @@ NO_TENSORFLOW = BLOCK_TENSORFLOW + textwrap.dedent(
 )
 
 
-def _backend_env(backend: str) -> dict[str, str]:
-    return {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def _run(backend: str, script: str, timeout: int) -> subprocess.CompletedProcess:
+    """``python -c script`` from the project root with ``KERAS_BACKEND=backend``."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def _require(backend: str) -> None:
@@ -79,14 +88,7 @@ def _require(backend: str) -> None:
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_runs_without_tensorflow(backend):
     _require(backend)
-    result = subprocess.run(
-        [sys.executable, "-c", NO_TENSORFLOW],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_backend_env(backend),
-        cwd=ROOT,
-    )
+    result = _run(backend, NO_TENSORFLOW, timeout=600)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT")]
     assert lines, result.stderr[-3000:]
     assert lines[0].split()[1:] == [backend, "True", "False"]
@@ -99,12 +101,5 @@ def test_backend_sensitive_tests_pass(backend):
     _require(backend)
     pytest_args = ["-q", "-p", "no:cacheprovider", *BACKEND_SENSITIVE]
     script = BLOCK_TENSORFLOW + f"import pytest; sys.exit(pytest.main({pytest_args!r}))"
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=_backend_env(backend),
-        cwd=ROOT,
-    )
+    result = _run(backend, script, timeout=900)
     assert result.returncode == 0, result.stdout[-6000:]
