@@ -27,11 +27,17 @@ def test_gpu_benchmark_smoke():
     lines = result.stdout.splitlines()
     header = next(line.split() for line in lines if line.startswith("contender"))
     assert header[:3] == ["contender", "what", "batch"]
-    rows = [line.split() for line in lines if line.startswith("keras_vit-jax")]
+    rows = [line.split() for line in lines if line.split()[:1] == ["keras_vit-jax"]]
     assert [row[1] for row in rows] == ["inference", "train"], result.stdout
     for row in rows:
         numbers = [float(row[i]) for i in (-4, -1)]  # images/s and compile s ("step" splits)
         assert all(math.isfinite(n) and n > 0 for n in numbers), row
     # Every contender either has rows or says why it was skipped.
-    for name in ("keras_vit-torch", "keras_hub-jax", "timm-eager", "timm-compile"):
+    for name in (
+        "keras_vit-torch",
+        "keras_hub-jax",
+        "timm-eager",
+        "timm-compile",
+        "keras_vit-jax-xla",
+    ):
         assert any(line.startswith(name) for line in lines), name
