@@ -22,7 +22,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Benchmark-only dependencies: keras-hub beside keras_vit, and timm on PyTorch in
 # a separate virtualenv (torch and TensorFlow are kept apart).

@@ -61,7 +61,9 @@ setup(
         # Keras's PyTorch backend; scaled_dot_product_attention's scale= arrived in 2.1.
         # Kept out of the test set-up: its Linux wheels pull in the CUDA libraries.
         "torch": ["torch>=2.1"],
-        "test": ["pytest", "pytest-timeout", "ruff"],
+        # pytest-xdist: `make test` runs two workers, one file each at a time (2 cores; much
+        # of the suite waits on its own subprocesses and servers).
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "ruff"],
     },
     entry_points={"console_scripts": ["keras-vit=keras_vit.cli:main"]},
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +37,9 @@ def preprocess_input(images: np.ndarray | tf.Tensor) -> np.ndarray | tf.Tensor:
     """
     if isinstance(images, np.ndarray):  # stay in numpy for numpy input
         return images.astype(np.float32) / 127.5 - 1.0
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(images, tf.Tensor):  # tf.data under any Keras backend
+        return tf.cast(images, tf.float32) / 127.5 - 1.0
     return ops.cast(images, "float32") / 127.5 - 1.0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,41 @@ def relative_error(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
     """
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+# The files that take longest (subprocesses, servers, full-size variants), longest first.
+# `make test` runs pytest-xdist with --dist loadfile --no-loadscope-reorder: each worker
+# takes the next whole file in collection order, so these start first and no long file is
+# left to run alone at the end. The other files keep their alphabetical order.
+SLOWEST_FILES = (
+    "test_distributed.py",
+    "test_training_jax.py",
+    "test_registry.py",
+    "test_serving_faults.py",
+    "test_training.py",
+    "test_serving.py",
+    "test_serving_onnx.py",
+    "test_backends.py",
+    "test_training_faults.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Gives the tests' subprocesses Ctrl-C back when the run itself was started with it ignored.
+
+    A shell starts a background job (``pytest &``) with SIGINT ignored, every child
+    inherits that, and Python leaves an ignored SIGINT ignored: the serving tests'
+    ``keras-vit serve`` then never sees the Ctrl-C they send. A handler, unlike
+    SIG_IGN, is reset to the default in a child at exec.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Runs the files of ``SLOWEST_FILES`` first, in that order (a stable sort)."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")

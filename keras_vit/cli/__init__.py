@@ -23,6 +23,7 @@ import argparse
 import sys
 
 from keras_vit.cli import demo, inspect, serve, train
+from keras_vit.cli.backend import apply_backend, requested_backend
 from keras_vit.cli.quiet import quiet_frameworks
 
 COMMANDS = {**demo.COMMANDS, **train.COMMANDS, **inspect.COMMANDS, **serve.COMMANDS}
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
+    try:
+        apply_backend(requested_backend(argv))  # before anything imports Keras
+    except ValueError as error:
+        print(f"keras-vit {command}: error: {error}", file=sys.stderr)
+        return 2
     if command in COMMANDS and not any(arg in VERBOSE_FLAGS for arg in argv):
         quiet_frameworks()
     args = build_parser(command).parse_args(argv)

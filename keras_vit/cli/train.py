@@ -38,6 +38,7 @@ examples:
 
 
 def _how_arguments(parser: argparse.ArgumentParser) -> None:
+    from keras_vit.cli.backend import BACKENDS
     from keras_vit.training import PRECISIONS
     from keras_vit.training.strategy import STRATEGIES
 
@@ -53,6 +54,13 @@ def _how_arguments(parser: argparse.ArgumentParser) -> None:
         help="split the CPU into this many logical devices (to try mirrored without GPUs)",
     )
     how.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    how.add_argument(
+        "--backend",
+        default=None,
+        choices=BACKENDS,
+        help="Keras backend, set before Keras is imported (default: KERAS_BACKEND, else "
+        "tensorflow); on jax: keras.distribution over all devices, .npz backups",
+    )
     how.add_argument(
         "--accum-steps", type=int, default=1, help="micro-batches per step (gradient accumulation)"
     )

@@ -10,7 +10,8 @@ from keras_vit.training.evaluate import evaluate_split
 from keras_vit.training.model import build_model
 from keras_vit.training.options import PRECISIONS, RunOptions
 from keras_vit.training.recipes import RECIPES, Recipe, get_recipe, resolve
-from keras_vit.training.trainer import TrainResult, fit
+from keras_vit.training.run import TrainResult
+from keras_vit.training.trainer import fit
 
 __all__ = [
     "PRECISIONS",

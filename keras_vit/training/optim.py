@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 DECAYS = ("cosine", "linear", "steps")
 OPTIMIZERS = ("adam", "sgd")
@@ -46,20 +46,21 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.peak, self.total_steps, self.warmup_steps = peak, total_steps, warmup_steps
         self.decay, self.end = decay, end
 
-    def __call__(self, step: tf.Tensor | int) -> tf.Tensor:
-        step = tf.cast(step, tf.float32)
+    def __call__(self, step: object) -> object:
+        # keras.ops, not tf: the schedule also runs inside the JAX training step.
+        step = ops.cast(step, "float32")
         warmup = float(max(self.warmup_steps, 1))
         span = float(max(self.total_steps - self.warmup_steps, 1))
-        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+        progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
         if self.decay == "cosine":
-            rate = self.peak * 0.5 * (1.0 + tf.cos(math.pi * progress))
+            rate = self.peak * 0.5 * (1.0 + ops.cos(math.pi * progress))
         elif self.decay == "linear":
             rate = self.end + (self.peak - self.end) * (1.0 - progress)
         else:
-            drops = sum(tf.cast(step >= f * self.total_steps, tf.float32) for f in (0.3, 0.6, 0.9))
-            rate = self.peak * tf.pow(0.1, drops)
+            drops = sum(ops.cast(step >= f * self.total_steps, "float32") for f in (0.3, 0.6, 0.9))
+            rate = self.peak * ops.power(0.1, drops)
         if self.warmup_steps:
-            rate = rate * tf.minimum(1.0, step / warmup)
+            rate = rate * ops.minimum(1.0, step / warmup)
         return rate
 
     def get_config(self) -> dict:

@@ -1,4 +1,4 @@
-"""Training state on disk: preemption backups, periodic checkpoints, final outputs.
+"""Training state on disk: preemption backups and periodic checkpoints.
 
 Backups (``<out>/backup``, the newest two kept) and periodic checkpoints
 (``<out>/checkpoints``, a retention rule) are TensorFlow checkpoints of the
@@ -7,8 +7,7 @@ a checkpoint's files first and records it in the ``checkpoint`` file last,
 with a rename, so a run killed at any moment leaves the previous checkpoint
 as the newest complete one. A checkpoint damaged later (a truncated file) is
 found by reading it whole before anything is restored, and the next older one
-is used instead. The final model is written beside them under a
-temporary name and renamed into place.
+is used instead. The final model is written beside them by ``run.py``.
 
 Example:
     >>> import os, tempfile
@@ -32,9 +31,6 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-
-from keras_vit.atomic import write_atomic
-from keras_vit.checkpoints import save_npz
 
 ONLY_FIRST_REPLICA = tf.VariableAggregation.ONLY_FIRST_REPLICA
 
@@ -108,10 +104,17 @@ class TrainState:
             The step it was taken at (0 when there is none).
 
         Raises:
-            ValueError: when no candidate reads whole, or for a checkpoint of
-                another model or optimizer.
+            ValueError: when no candidate reads whole, for a checkpoint of
+                another model or optimizer, or for a folder with a JAX run's backups.
         """
         self.restored, self.skipped = None, []
+        for name in ("backup", "checkpoints"):  # jax_state.py's files would be silently ignored
+            folder = os.path.join(self.out_dir, name)
+            if os.path.isdir(folder) and any(f.endswith(".npz") for f in os.listdir(folder)):
+                raise ValueError(
+                    f"{folder!r} holds backups of a JAX run: resume it with --backend jax, or "
+                    "choose another --out"
+                )
         candidates = self.candidates()
         for path in candidates:
             problem = unreadable(path)
@@ -144,19 +147,6 @@ class TrainState:
         """Saves a periodic checkpoint at the current step (kept by the retention rule)."""
         if self.writer:
             self._periodic.save(checkpoint_number=int(self.step.numpy()))
-
-    def save_final(self) -> tuple[str, str]:
-        """Writes ``model.keras`` and the official-format ``model.npz``, each atomically.
-
-        Returns:
-            Their paths (also on tasks that do not write).
-        """
-        keras_path = os.path.join(self.out_dir, "model.keras")
-        npz_path = os.path.join(self.out_dir, "model.npz")
-        if self.writer:
-            write_atomic(keras_path, self.model.save, suffix=".keras")
-            save_npz(self.model, npz_path)
-        return keras_path, npz_path
 
 
 def unreadable(path: str) -> str | None:
