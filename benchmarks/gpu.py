@@ -11,6 +11,8 @@ printed when its library is missing:
 - ``keras_vit-jax-xla``: the same with ``KERAS_VIT_JAX_ATTENTION=xla`` (XLA's attention);
 - ``keras_vit-torch``: keras_vit on the PyTorch backend, ``mixed_bfloat16``;
 - ``keras_hub-jax``: keras-hub's ``ViTBackbone`` (+ a Dense head) on JAX;
+- ``keras_hub-jax-fit`` / ``keras_vit-jax-fit``: the same through Keras's own
+  ``predict_on_batch`` / ``train_on_batch`` (what ``model.fit`` runs);
 - ``timm-eager`` / ``timm-compile``: timm's ``vit_base_patch16_224`` on PyTorch
   with bf16 autocast, eager and under ``torch.compile``.
 
@@ -42,8 +44,10 @@ CONTENDERS = (
     "timm-eager",
     "timm-compile",
     "keras_hub-jax",
+    "keras_hub-jax-fit",
     "keras_vit-torch",
     "keras_vit-jax-xla",
+    "keras_vit-jax-fit",
 )
 FORWARD_GFLOP = 35.1  # ViT-B/16 at 224 px, per image; a training step is 3x
 # bf16 dense peak (TFLOP/s) by device name; a device not listed gets no MFU.
@@ -83,13 +87,14 @@ def _import_keras_vit():
     return keras_vit
 
 
-def _keras_steps(model, s: dict):
+def _keras_steps(model, s: dict, keras_fit: bool = False):
     """Inference and training closures over a Keras model (any backend).
 
     On JAX both are ``jax.jit`` functions over ``model.stateless_call`` and
     ``optimizer.stateless_apply`` (the state donated, the loss awaited each step),
     as a JAX program calls a model (``predict_on_batch`` cost about 8 ms more per
-    call on an H200). Elsewhere they are ``predict_on_batch`` and ``train_on_batch``.
+    call on an H200). Elsewhere, or with ``keras_fit``, they are
+    ``predict_on_batch`` and ``train_on_batch``.
     """
     import keras
     import numpy as np
@@ -105,7 +110,7 @@ def _keras_steps(model, s: dict):
 
     x = images(s["train"])
     y = keras.ops.convert_to_tensor(rng.integers(0, s["classes"], size=s["train"]), "int32")
-    if keras.backend.backend() == "jax":
+    if keras.backend.backend() == "jax" and not keras_fit:
         predict, train = _jax_steps(model, loss)
         return lambda batch: partial(predict, images(batch)), partial(train, x, y)
     return lambda batch: partial(model.predict_on_batch, images(batch)), partial(
@@ -182,7 +187,7 @@ def keras_hub_model(s: dict):
 def keras_worker(name: str, s: dict) -> Iterator[dict]:
     """keras_vit or keras-hub on this process's Keras backend: its rows as they finish."""
     model = keras_hub_model(s) if name.startswith("keras_hub") else keras_vit_model(s)
-    infer, train = _keras_steps(model, s)
+    infer, train = _keras_steps(model, s, keras_fit=name.endswith("-fit"))
     for b in s["infer"]:
         yield dict(what="inference", batch=b, **timed(infer(b), b, s["seconds"]))
     yield dict(what="train step", batch=s["train"], **timed(train, s["train"], s["seconds"]))
@@ -261,7 +266,9 @@ MISSING = {
     "keras_vit-jax": ("keras", "jax"),
     "keras_vit-torch": ("keras", "torch"),
     "keras_hub-jax": ("keras", "jax", "keras_hub"),
+    "keras_hub-jax-fit": ("keras", "jax", "keras_hub"),
     "keras_vit-jax-xla": ("keras", "jax"),
+    "keras_vit-jax-fit": ("keras", "jax"),
     "timm-eager": ("torch", "timm"),
     "timm-compile": ("torch", "timm"),
 }

@@ -39,5 +39,7 @@ def test_gpu_benchmark_smoke():
         "timm-eager",
         "timm-compile",
         "keras_vit-jax-xla",
+        "keras_hub-jax-fit",
+        "keras_vit-jax-fit",
     ):
         assert any(line.startswith(name) for line in lines), name

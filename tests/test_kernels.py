@@ -208,6 +208,27 @@ def test_encoder_block_matches_the_layers(dtype, approximate, block_size):
             assert error <= BF16_VS_REFERENCE * max(np.abs(b - c).max() / norm, 1e-3), what
 
 
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the JAX kernels' GPU products")
+def test_jax_gpu_products_stay_within_the_bfloat16_bound(monkeypatch):
+    """The block with bfloat16 matmul products, as on a GPU (run here on a CPU)."""
+    from keras_vit.kernels import _jax
+
+    dtypes = []
+    monkeypatch.setattr(_jax, "_product_dtype", lambda x: dtypes.append(x.dtype) or x.dtype)
+    _jax._block.clear_cache()  # traced afresh with the products, and again after
+    try:
+        fused, names = _block_outputs("bfloat16", True, None, fused=True)
+    finally:
+        _jax._block.clear_cache()
+    assert dtypes and {str(d) for d in dtypes} == {"bfloat16"}
+    exact = _block_outputs("float32", True, None, fused=False)[0]
+    scale = max(np.abs(g).max() for g in exact[2:])  # see the test above
+    for i, (a, c) in enumerate(zip(fused, exact)):
+        norm = np.abs(c).max() if i < 2 else scale
+        what = ["output", "input gradient", *names][i]
+        assert np.abs(a - c).max() / norm <= TOLERANCE["bfloat16"], what
+
+
 @pytest.mark.parametrize("size", [(32, 48), (16, 16)])
 def test_patch_embed_matches_the_strided_convolution(size):
     images, kernel, bias, cls, posemb = tensors(
@@ -222,17 +243,20 @@ def test_patch_embed_matches_the_strided_convolution(size):
         patch_embed(ops.zeros((1, 20, 16, 3)), kernel, bias)
 
 
-def test_model_switch_gives_the_same_outputs_and_gradients():
-    config = dict(
-        image_size=32,
-        patch_size=8,
-        hidden_size=48,
-        num_layers=2,
-        num_heads=3,
-        mlp_dim=96,
-        num_classes=7,
-    )
-    fused, reference = ViT(**config), ViT(**config, attention_impl="reference")
+SWITCH_CONFIG = dict(
+    image_size=32,
+    patch_size=8,
+    hidden_size=48,
+    num_layers=2,
+    num_heads=3,
+    mlp_dim=96,
+    num_classes=7,
+)
+
+
+def assert_model_switch() -> None:
+    """The fused and reference ViTs, same weights: outputs and weight gradients agree."""
+    fused, reference = ViT(**SWITCH_CONFIG), ViT(**SWITCH_CONFIG, attention_impl="reference")
     rng = np.random.default_rng(0)
     for a, b in zip(fused.weights, reference.weights):
         value = rng.normal(size=a.shape) * 0.2
@@ -249,8 +273,32 @@ def test_model_switch_gives_the_same_outputs_and_gradients():
     scale = max(np.abs(g).max() for g in gradients[1])  # see the block test
     for a, b, w in zip(*gradients, fused.trainable_weights):
         assert np.abs(a - b).max() <= 1e-5 * scale, w.path
+
+
+def test_model_switch_gives_the_same_outputs_and_gradients():
+    assert_model_switch()
     with pytest.raises(ValueError, match="attention_impl must be one of"):
-        ViT(**config, attention_impl="flash")
+        ViT(**SWITCH_CONFIG, attention_impl="flash")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the JAX encoder's one padding")
+def test_jax_encoder_padded_once_matches(monkeypatch):
+    """The encoder kernel padding its 17 tokens to 24 once, as for cuDNN (XLA's attention here)."""
+    from keras_vit.kernels import _jax
+
+    padding = []
+
+    def pad_for_cudnn(x, blocks, options):
+        padding.append(-x.shape[1] % _jax.CUDNN_PAD)
+        return padding[-1]
+
+    monkeypatch.setattr(_jax, "_cudnn_padding", pad_for_cudnn)
+    _jax._encoder.clear_cache()  # traced afresh with the padding, and again after
+    try:
+        assert_model_switch()
+    finally:
+        _jax._encoder.clear_cache()
+    assert padding and set(padding) == {7}
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute is TensorFlow's")
