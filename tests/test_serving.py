@@ -2,6 +2,7 @@
 
 import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -166,13 +167,28 @@ def test_concurrent_clients_and_dynamic_batching(server, model):
     for t in threads:
         t.join(timeout=300)
     assert not errors
-    stats = httpclient.InferenceServerClient(server.http_url).get_inference_statistics("vit")[
-        "model_stats"
-    ][0]
+    stats = statistics_after(server.http_url, "vit", before, 400)
     inferences = stats["inference_count"] - before["inference_count"]
     executions = stats["execution_count"] - before["execution_count"]
     assert inferences == 400
     assert executions < inferences  # dynamic batching combined requests
+
+
+def statistics_after(url, name, before, inferences, timeout=30):
+    """The model's statistics once they count ``inferences`` more than ``before`` (or at timeout).
+
+    Triton can report an execution's statistics after its responses are sent, so a
+    client may hold every answer before the counts include the last ones; the
+    caller still compares the counts exactly.
+    """
+    deadline = time.monotonic() + timeout
+    with httpclient.InferenceServerClient(url) as client:
+        while True:
+            stats = client.get_inference_statistics(name)["model_stats"][0]
+            counted = stats["inference_count"] - before["inference_count"]
+            if counted >= inferences or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.1)
 
 
 def descendants(pid):
@@ -208,8 +224,6 @@ def test_dead_backend_is_noticed_and_reloaded(server):
     pids = [p for p in stubs if "/vit/" in cmdline(p)]
     assert pids, "no backend process found for the model"
     subprocess.run(["kill", "-9", *map(str, pids)], check=True)
-    import time
-
     deadline = time.monotonic() + 30
     while check_model(server.http_url, "vit") and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -293,6 +307,20 @@ def test_demo_main_job(tmp_path, capsys):
     assert "held-out accuracy: 0." in out
     assert "http: " in out and "grpc: " in out and "held-out digits right through Triton" in out
     assert (tmp_path / "repo" / "digits" / "1" / "model.savedmodel").is_dir()
+
+
+def test_serving_a_repository_does_not_import_tensorflow():
+    """``keras-vit serve`` (server, client, its command) loads no TensorFlow: only export needs it."""
+    import sys
+
+    code = (
+        "import sys, keras_vit.cli.serve, keras_vit.serving.client, keras_vit.serving.server; "
+        "print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 def test_cli_serve_answers_and_stops_on_ctrl_c(model, tmp_path):

@@ -142,10 +142,12 @@ def test_a_jax_trained_model_loads_on_tensorflow_and_serves_on_triton(main_job, 
     tick = time.perf_counter()
     with TritonServer(tmp_path / "repo") as server:
         print(f"tritonserver ready in {time.perf_counter() - tick:.1f} s")
-        client = httpclient.InferenceServerClient(server.http_url)
         tensor = httpclient.InferInput("images", list(images.shape), "UINT8")
         tensor.set_data_from_numpy(images)
-        served = client.infer("digits_jax", [tensor]).as_numpy("logits")
+        # Closed before the server stops: tritonserver waits for open connections, up to
+        # the 20 s its guard allows.
+        with httpclient.InferenceServerClient(server.http_url) as client:
+            served = client.infer("digits_jax", [tensor]).as_numpy("logits")
     expected = model.predict(preprocess_input(images), verbose=0)
     assert relative_error(served, expected) <= TOLERANCE
     np.testing.assert_array_equal(served.argmax(-1), expected.argmax(-1))

@@ -83,19 +83,19 @@ def classify(
         For each image, ``top`` tuples ``(score, class index, label)``, best first.
     """
     module = client_module(protocol)
-    client = module.InferenceServerClient(url)
-    name, dims = model_input(client, model, protocol)
-    if name == "image_bytes":
-        data = np.array([[Path(path).read_bytes()] for path in images], dtype=np.object_)
-        tensor = module.InferInput(name, list(data.shape), "BYTES")
-    else:
-        from keras_vit.images import load_pixels
+    with contextlib.closing(module.InferenceServerClient(url)) as client:
+        name, dims = model_input(client, model, protocol)
+        if name == "image_bytes":
+            data = np.array([[Path(path).read_bytes()] for path in images], dtype=np.object_)
+            tensor = module.InferInput(name, list(data.shape), "BYTES")
+        else:
+            from keras_vit.images import load_pixels
 
-        data = np.stack([load_pixels(path, tuple(dims[:2])) for path in images])
-        tensor = module.InferInput(name, list(data.shape), "UINT8")
-    tensor.set_data_from_numpy(data)
-    output = module.InferRequestedOutput("probabilities", class_count=top)
-    result = client.infer(model, [tensor], outputs=[output]).as_numpy("probabilities")
+            data = np.stack([load_pixels(path, tuple(dims[:2])) for path in images])
+            tensor = module.InferInput(name, list(data.shape), "UINT8")
+        tensor.set_data_from_numpy(data)
+        output = module.InferRequestedOutput("probabilities", class_count=top)
+        result = client.infer(model, [tensor], outputs=[output]).as_numpy("probabilities")
     parsed = []
     for row in result.reshape(len(images), -1):
         entries = []
@@ -122,7 +122,7 @@ def check_model(url: str, model: str, protocol: str = "http") -> bool:
     """
     module = client_module(protocol)
     client = module.InferenceServerClient(url)
-    try:
+    try:  # closed after: a server stopping waits for its open connections
         name, dims = model_input(client, model, protocol)
         if name == "image_bytes":
             import tensorflow as tf
@@ -138,6 +138,8 @@ def check_model(url: str, model: str, protocol: str = "http") -> bool:
         return True
     except Exception:  # noqa: BLE001  (any failure means: not answering)
         return False
+    finally:
+        client.close()
 
 
 def _state(client: Any, model: str, protocol: str) -> str:
@@ -199,6 +201,7 @@ def heal(
     if check_model(url, model, protocol):
         return True
     module = client_module(protocol)
+    client = None
     try:
         if protocol == "http":
             client, load = module.InferenceServerClient(url, network_timeout=timeout), {}
@@ -218,4 +221,7 @@ def heal(
         client.load_model(model, **load)
     except Exception:  # noqa: BLE001  (a server that does not answer cannot heal it)
         return False
+    finally:
+        if client is not None:
+            client.close()
     return check_model(url, model, protocol)
