@@ -153,3 +153,19 @@ def read_scalars(folder: str | os.PathLike) -> dict[str, list[tuple[int, float]]
                     number = float(tf.make_ndarray(value.tensor))
                     scalars.setdefault(value.tag, []).append((event.step, number))
     return scalars
+
+
+def assert_training_logs(out: Path, final_step: int) -> dict[str, list[tuple[int, float]]]:
+    """Checks a finished run's TensorBoard scalars and returns the training ones.
+
+    Every training tag is there, its steps run in order to ``final_step``, the
+    loss fell, and one evaluation was logged at ``final_step``.
+    """
+    train = read_scalars(out / "logs" / "train")
+    for tag in ("loss", "accuracy", "learning_rate", "images_per_second", "grad_norm"):
+        assert tag in train, tag
+    steps = [s for s, _ in train["loss"]]
+    assert steps == sorted(steps) and steps[-1] == final_step
+    assert train["loss"][-1][1] < train["loss"][0][1]
+    assert [s for s, _ in read_scalars(out / "logs" / "eval")["accuracy"]] == [final_step]
+    return train

@@ -26,7 +26,7 @@ from keras_vit.models.registry import create_recipe_model
 from keras_vit.training import RunOptions, build_model, fit, get_recipe, resolve
 from keras_vit.training.optim import WarmupSchedule, make_optimizer
 from keras_vit.training.step import make_train_function
-from tests.conftest import read_scalars
+from tests.conftest import assert_training_logs
 
 DIGITS = get_recipe("digits")
 
@@ -62,13 +62,7 @@ def test_outputs_reload(trained):
 
 def test_tensorboard_logs(trained):
     _, out = trained
-    train = read_scalars(out / "logs" / "train")
-    for tag in ("loss", "accuracy", "learning_rate", "images_per_second", "grad_norm"):
-        assert tag in train, tag
-    steps = [s for s, _ in train["loss"]]
-    assert steps == sorted(steps) and steps[-1] == 600
-    assert train["loss"][-1][1] < train["loss"][0][1]
-    assert [s for s, _ in read_scalars(out / "logs" / "eval")["accuracy"]] == [600]
+    assert_training_logs(out, 600)
     tags = set()
     for path in (out / "logs" / "train").iterdir():
         for event in tf.compat.v1.train.summary_iterator(str(path)):
