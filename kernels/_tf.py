@@ -7,9 +7,37 @@ else imports this module, so the other backends never import TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import tensorflow as tf
+
+# Private: TensorFlow has no public "is this graph being compiled by XLA?".
+from tensorflow.python.ops import control_flow_util
+
+
+def xla_function(body: Callable) -> Callable:
+    """``body`` as one XLA-compiled function, or traced inline where XLA compiles the caller.
+
+    Inside a function that XLA already compiles whole (the training step,
+    ``keras_vit.training.step``), a nested compiled function stays a separate
+    call that XLA does not fuse into its caller: a ViT-S/16 training step with
+    the kernels nested ran 1.28 images/s against 3.18 with them inlined here.
+    The wrapper's ``compiled`` is the compiled function (its tracing count tells
+    whether it ran).
+    """
+    compiled = tf.function(body, jit_compile=True)
+
+    @functools.wraps(body)
+    def call(*args, **kwargs):
+        graph = tf.compat.v1.get_default_graph()
+        if not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(graph):
+            return body(*args, **kwargs)
+        return compiled(*args, **kwargs)
+
+    call.compiled = compiled
+    return call
 
 
 def _seed(seed: tf.Tensor | None) -> tf.Tensor:
@@ -86,7 +114,7 @@ def blockwise_attention(query, key, value, block_size: int):
     return tf.cast(tf.transpose(output, [0, 2, 1, 3]), value.dtype)
 
 
-@tf.function(jit_compile=True)
+@xla_function
 def _attention(query, key, value, mask, dropout_rate, seed, block_size):
     if block_size:
         return blockwise_attention(query, key, value, block_size), None
@@ -131,10 +159,10 @@ def _block_body(x, p, options, dropout_rate, seed):
     return x + dropout(h, dropout_rate, seed + 4)
 
 
-_block = tf.function(_block_body, jit_compile=True)
+_block = xla_function(_block_body)
 
 
-@tf.function(jit_compile=True)
+@xla_function
 def _encoder(x, pos_embedding, blocks, norm_scale, norm_bias, options, dropout_rate, seed):
     x = dropout(x + pos_embedding, dropout_rate, seed + 5)
     for i, params in enumerate(blocks):
@@ -154,7 +182,7 @@ def encoder(x, pos_embedding, blocks, norm_scale, norm_bias, options, dropout_ra
     )
 
 
-@tf.function(jit_compile=True)
+@xla_function
 def patch_embed(images, kernel, bias, cls_token, pos_embedding):
     """``keras_vit.kernels.patch_embed`` on TensorFlow: reshape + one matmul."""
     p, _, channels, hidden = kernel.shape

@@ -342,3 +342,22 @@ def test_fused_kernels_under_mirrored_strategy():
     assert line, result.stderr[-3000:]
     _, replicas, _, error = line[0].split()
     assert int(replicas) == 2 and float(error) <= 1e-5
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's XLA functions")
+def test_tf_kernels_are_inlined_where_xla_compiles_the_caller():
+    """Called from a jit-compiled function the kernel is traced into it, not nested."""
+    import tensorflow as tf
+
+    from keras_vit.kernels import _tf
+
+    compiled = _tf._attention.compiled
+    q, k, v = (tf.random.stateless_normal([1, 11, 3, 5], seed=[i, 0]) for i in range(3))
+    before = compiled.experimental_get_tracing_count()
+    outer = tf.function(lambda q, k, v: fused_attention(q, k, v), jit_compile=True)(q, k, v)
+    assert compiled.experimental_get_tracing_count() == before  # inlined
+    plain = tf.function(lambda q, k, v: fused_attention(q, k, v))(q, k, v)
+    assert compiled.experimental_get_tracing_count() == before + 1  # the compiled kernel
+    reference = attention_reference(q, k, v)
+    assert relative_error(outer, reference) < TOLERANCE["float32"]
+    assert relative_error(plain, reference) < TOLERANCE["float32"]

@@ -54,6 +54,7 @@ def make_train_function(
     accum_steps: int = 1,
     grad_clip: float | None = None,
     label_smoothing: float = 0.0,
+    jit_compile: bool = True,
 ) -> StepFunction:
     """A ``tf.function(iterator, steps)`` that runs ``steps`` training steps.
 
@@ -65,6 +66,10 @@ def make_train_function(
         accum_steps: micro-batches per replica batch whose gradients are summed.
         grad_clip: clip the summed gradient to this global norm (None: no clipping).
         label_smoothing: label smoothing of the cross-entropy.
+        jit_compile: compile each micro-batch's forward and backward pass with XLA
+            (one function per replica; the all-reduce and the update stay outside).
+            On 2 CPU cores it needs less memory than without and, for the default
+            fused model, runs faster (README, "Kernels and speed").
 
     Returns:
         The function; it returns ``[sum of losses, correct predictions, sum of
@@ -81,6 +86,9 @@ def make_train_function(
             )
             scaled = optimizer.scale_loss(loss) if loss_scaled else loss
         return tape.gradient(scaled, variables), loss, correct
+
+    if jit_compile:
+        gradients = tf.function(gradients, jit_compile=True)
 
     def replica_step(images, labels, weights):
         if accum_steps == 1:
