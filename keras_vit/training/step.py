@@ -68,8 +68,8 @@ def make_train_function(
         label_smoothing: label smoothing of the cross-entropy.
         jit_compile: compile each micro-batch's forward and backward pass with XLA
             (one function per replica; the all-reduce and the update stay outside).
-            On 2 CPU cores it needs less memory than without and, for the default
-            fused model, runs faster (README, "Kernels and speed").
+            On 2 CPU cores it needed less memory than without, at about the same
+            speed (README, "Kernels and speed").
 
     Returns:
         The function; it returns ``[sum of losses, correct predictions, sum of
