@@ -165,6 +165,10 @@ def serve(contender: str, variant: str) -> None:
         contender: one of ``speed.CONTENDERS``.
         variant: ``"S/16"`` or ``"B/16"``.
     """
+    if contender.startswith("keras_vit"):
+        # Before TensorFlow loads: keras_vit's defaults (oneDNN on x86) apply as for a
+        # user. keras-hub's workers run with TensorFlow's own (off on AVX2-only CPUs).
+        import keras_vit  # noqa: F401
     steps = {}
     for line in sys.stdin:
         request = json.loads(line)

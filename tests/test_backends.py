@@ -5,13 +5,15 @@ The Keras backend is fixed per process, so each check runs in a subprocess with
 analysed and trained; and the backend-sensitive tests of this suite (kernel
 parity in float32 and bfloat16, forward and gradients; the official and timm
 fixture logits of ViT, hybrid and BiT, through the checkpoint loaders) rerun
-unchanged under the other backend.
+unchanged under the other backend. On TensorFlow, keras_vit turns on its oneDNN
+kernels unless told otherwise.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -105,3 +107,22 @@ def test_backend_sensitive_tests_pass(backend):
     script = BLOCK_TENSORFLOW + f"import pytest; sys.exit(pytest.main({pytest_args!r}))"
     result = _run(backend, script, timeout=900)
     assert result.returncode == 0, result.stdout[-6000:]
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is turned on on x86 only"
+)
+def test_tensorflow_gets_onednn_unless_told_otherwise():
+    """``import keras_vit`` before TensorFlow turns its oneDNN kernels on; an explicit 0 stays."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    # TensorFlow's own answer (a private module: there is no public one).
+    mkl = "from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())"
+    setting = "import os; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    for script, environ, expected in (
+        (f"import keras_vit; {mkl}", env, "True"),
+        (f"import keras_vit; {setting}", {**env, "TF_ENABLE_ONEDNN_OPTS": "0"}, "0"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=environ, cwd=ROOT
+        )
+        assert result.stdout.split() == [expected], result.stderr[-3000:]
