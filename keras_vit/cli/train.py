@@ -16,7 +16,7 @@ keras-vit train (or python -m keras_vit.train): train or fine-tune with a named 
 
 With no arguments it runs the digits recipe, the package's main job on the
 embedded data (no download): a small ViT learns scikit-learn's handwritten
-digits in about half a minute on 2 CPU cores, is saved as model.keras and
+digits in under a minute on 2 CPU cores, is saved as model.keras and
 as an official-format model.npz, and its held-out accuracy is printed last.
 
 The same command trains on one device, several GPUs (--strategy mirrored),

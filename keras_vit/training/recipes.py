@@ -79,7 +79,7 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         Recipe(
             "digits",
-            "the main job: a 2-layer ViT on the embedded digits (no download), about 25 s on 2 CPUs",
+            "the main job: a 2-layer ViT on the embedded digits (no download), under a minute on 2 CPUs",
             model="ViT-Mu/4",
             model_args={"num_heads": 4, "dropout_rate": 0.1},
             dataset="digits",
