@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import keras_vit
 from keras_vit import layers
+from keras_vit.layers.mlp import gelu
 from keras_vit.models import ResNetV2, ViT
 
 from .conftest import TINY
@@ -135,6 +136,18 @@ def test_dropout_only_in_training():
     x = images()
     np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
     assert not np.allclose(model(x, training=True), model(x, training=False))
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_tanh_gelu_gradient_recomputed_from_its_input_equals_keras(dtype, rtol):
+    x = tf.constant(np.random.default_rng(0).normal(0, 3, (4, 257)), dtype)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, theirs = gelu(x, approximate=True), keras.activations.gelu(x, approximate=True)
+    np.testing.assert_array_equal(ours, theirs)
+    ours, theirs = tape.gradient(ours, x), tape.gradient(theirs, x)
+    assert ours.dtype == x.dtype
+    np.testing.assert_allclose(tf.cast(ours, "float32"), tf.cast(theirs, "float32"), rtol, rtol)
 
 
 LAYERS = [

@@ -6,6 +6,8 @@ and timm's LayerScale ``ls1`` / ``ls2`` (DINOv2, CaiT-style blocks).
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -46,6 +48,45 @@ def _official_dense(units: int, fan_in: int, name: str, dtype_policy) -> keras.l
     )
 
 
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_CUBIC = 0.044715  # the tanh form: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+
+
+def _tanh_gelu_with_recomputed_gradient(x):
+    def grad(upstream):
+        t = ops.tanh(_SQRT_2_OVER_PI * (x + _CUBIC * x * x * x))
+        dt = (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3 * _CUBIC * x * x)
+        return upstream * (0.5 * (1.0 + t) + 0.5 * x * dt)
+
+    return keras.activations.gelu(x, approximate=True), grad
+
+
+def gelu(x, approximate: bool):
+    """GELU, tanh (``approximate=True``) or erf form, as ``keras.activations.gelu``.
+
+    On TensorFlow the tanh form's gradient is recomputed from ``x`` alone:
+    TensorFlow's own gradient keeps the ``tanh`` of every MLP (``[batch, tokens,
+    mlp_dim]``) alive until the backward pass; in an XLA-compiled ViT-S/16
+    training step (batch 16) that was 232 MB of the 1.65 GB XLA allocated. The
+    other backends run ``keras.activations.gelu`` as it is.
+
+    Args:
+        x: the activations.
+        approximate: the tanh form if True, the exact erf form if False.
+
+    Returns:
+        GELU of ``x``, in its dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> round(float(gelu(np.float32(1.0), approximate=True)), 4)
+        0.8412
+    """
+    if approximate and keras.backend.backend() == "tensorflow":
+        return ops.custom_gradient(_tanh_gelu_with_recomputed_gradient)(x)
+    return keras.activations.gelu(x, approximate=approximate)
+
+
 @keras.saving.register_keras_serializable(package="keras_vit")
 class MlpBlock(keras.layers.Layer):
     """Dense → GELU → dropout → Dense → dropout (``Dense_0``, ``Dense_1``).
@@ -82,7 +123,7 @@ class MlpBlock(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         x = self.dense_0(inputs)
-        x = keras.activations.gelu(x, approximate=self.approximate_gelu)
+        x = gelu(x, self.approximate_gelu)
         x = self.dropout(x, training=training)
         return self.dropout(self.dense_1(x), training=training)
 
