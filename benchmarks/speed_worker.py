@@ -44,10 +44,11 @@ def _build_tf(contender: str, variant: str, task: str, batch: int) -> Callable[[
     if contender.startswith("keras_vit"):
         from keras_vit.models import create_model
 
-        # fused: the kernels are XLA-compiled themselves; xla: the reference layers with
-        # the whole step (AdamW included) compiled by XLA. `keras-vit train` compiles the
-        # forward and backward pass alone (its update follows the all-reduce).
-        impl = "fused" if contender.endswith("fused") else "reference"
+        # fused: the kernels are XLA-compiled themselves; xla: the default (fused) model
+        # with the whole step (AdamW included) compiled by XLA, the kernels inlined.
+        # `keras-vit train` compiles the forward and backward pass alone (its update
+        # follows the all-reduce).
+        impl = "reference" if contender.endswith("reference") else "fused"
         model = create_model(f"ViT-{variant}", attention_impl=impl)
         jit = contender.endswith("xla")
     else:

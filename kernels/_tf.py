@@ -114,17 +114,70 @@ def blockwise_attention(query, key, value, block_size: int):
     return tf.cast(tf.transpose(output, [0, 2, 1, 3]), value.dtype)
 
 
+def recomputing_attention(query, key, value, mask):
+    """softmax(q kᵀ / √d) v whose gradient recomputes the probabilities (no dropout).
+
+    TensorFlow's gradient of ``dense_attention`` keeps every call's float32
+    ``[batch, heads, q, k]`` probabilities until the backward pass (30 MB per
+    ViT-B/16 block at batch 16); this one keeps the scaled query, the key, the
+    value and each row's log-sum-exp, and recomputes the logits there: one more
+    ``q kᵀ`` per call.
+    """
+    scale = tf.math.rsqrt(tf.cast(tf.shape(query)[-1], tf.float32))
+
+    def logits_of(scaled_query, key):
+        logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", scaled_query, key), tf.float32)
+        return logits if mask is None else tf.where(mask, logits, -1e30)
+
+    @tf.custom_gradient
+    def attend(query, key, value):
+        scaled_query = query * tf.cast(scale, query.dtype)
+        logits = logits_of(scaled_query, key)
+        row_max = tf.reduce_max(logits, axis=-1, keepdims=True)
+        unnormalized = tf.exp(logits - row_max)
+        row_sum = tf.reduce_sum(unnormalized, axis=-1, keepdims=True)
+        probs, log_sum = unnormalized / row_sum, row_max + tf.math.log(row_sum)
+        output = tf.einsum("bhqk,bkhd->bqhd", tf.cast(probs, value.dtype), value)
+
+        def grad(d_output):
+            # XLA schedules an operation as soon as its inputs exist: recomputed from
+            # the query and key alone, the logits would be computed in the forward
+            # pass and kept. Zero times an element of d_output ties them to the
+            # backward pass (XLA does not fold a float times zero, as NaN * 0 is NaN).
+            tie = tf.cast(0.0, key.dtype) * tf.reduce_sum(d_output[:1, :1, :1, :1])
+            tied_key = key + tie
+            probs = tf.exp(logits_of(scaled_query, tied_key) - log_sum)
+            d_output = tf.cast(d_output, tf.float32)
+            d_value = tf.einsum("bhqk,bqhd->bkhd", probs, d_output)
+            d_probs = tf.einsum("bqhd,bkhd->bhqk", d_output, tf.cast(value, tf.float32))
+            d_logits = probs * (d_probs - tf.reduce_sum(probs * d_probs, -1, keepdims=True))
+            d_query = tf.einsum("bhqk,bkhd->bqhd", d_logits, tf.cast(tied_key, tf.float32))
+            d_key = tf.einsum("bhqk,bqhd->bkhd", d_logits, tf.cast(scaled_query, tf.float32))
+            return (
+                tf.cast(d_query * scale, query.dtype),
+                tf.cast(d_key, key.dtype),
+                tf.cast(d_value, value.dtype),
+            )
+
+        return output, grad
+
+    return attend(query, key, value)
+
+
 @xla_function
-def _attention(query, key, value, mask, dropout_rate, seed, block_size):
+def _attention(query, key, value, mask, dropout_rate, seed, block_size, return_weights):
     if block_size:
         return blockwise_attention(query, key, value, block_size), None
-    return dense_attention(query, key, value, mask, dropout_rate, seed)
+    if dropout_rate or return_weights:
+        return dense_attention(query, key, value, mask, dropout_rate, seed)
+    return recomputing_attention(query, key, value, mask), None
 
 
 def attention(query, key, value, mask, dropout_rate, seed, block_size, return_weights):
     """``keras_vit.kernels.fused_attention`` on TensorFlow: ``(output, weights or None)``."""
-    del return_weights  # the plain path returns them at no extra cost
-    return _attention(query, key, value, mask, dropout_rate, _seed(seed), block_size)
+    return _attention(
+        query, key, value, mask, dropout_rate, _seed(seed), block_size, return_weights
+    )
 
 
 def _layer_norm(x, scale, bias, eps):

@@ -110,10 +110,22 @@ def test_masks():
     np.testing.assert_array_equal(weights[np.broadcast_to(~mask, weights.shape)], 0.0)
 
 
+def test_masked_outputs_and_gradients():
+    inputs = tensors(*[(2, 6, 2, 4)] * 3, seed=1)
+    mask = (np.random.default_rng(3).random((2, 1, 6, 6)) > 0.4) | np.eye(6, dtype=bool)
+    mask = ops.convert_to_tensor(mask)
+    fused, grads = value_and_grads(lambda q, k, v: fused_attention(q, k, v, mask=mask), inputs)
+    ref, ref_grads = value_and_grads(
+        lambda q, k, v: attention_reference(q, k, v, mask=mask), inputs
+    )
+    for a, b in zip([fused, *grads], [ref, *ref_grads]):
+        assert_close(a, b, "float32")
+
+
 def test_large_logits_stay_finite():
     q, k, v = tensors(*[(1, 9, 2, 16)] * 3, scale=300.0)
-    fused = fused_attention(q, k, v)
-    assert np.all(np.isfinite(_f32(fused)))
+    fused, grads = value_and_grads(lambda q, k, v: fused_attention(q, k, v), [q, k, v])
+    assert all(np.all(np.isfinite(_f32(t))) for t in [fused, *grads])
     assert_close(fused, attention_reference(q, k, v), "float32")
     blockwise = fused_attention(q, k, v, block_size=4)
     assert np.all(np.isfinite(_f32(blockwise)))
