@@ -120,8 +120,8 @@ def recomputing_attention(query, key, value, mask):
     TensorFlow's gradient of ``dense_attention`` keeps every call's float32
     ``[batch, heads, q, k]`` probabilities until the backward pass (30 MB per
     ViT-B/16 block at batch 16); this one keeps the scaled query, the key, the
-    value and each row's log-sum-exp, and recomputes the logits there: one more
-    ``q kᵀ`` per call.
+    value and each row's maximum and sum, and recomputes the logits there: one
+    more ``q kᵀ`` per call.
     """
     scale = tf.math.rsqrt(tf.cast(tf.shape(query)[-1], tf.float32))
 
@@ -136,7 +136,7 @@ def recomputing_attention(query, key, value, mask):
         row_max = tf.reduce_max(logits, axis=-1, keepdims=True)
         unnormalized = tf.exp(logits - row_max)
         row_sum = tf.reduce_sum(unnormalized, axis=-1, keepdims=True)
-        probs, log_sum = unnormalized / row_sum, row_max + tf.math.log(row_sum)
+        probs = unnormalized / row_sum
         output = tf.einsum("bhqk,bkhd->bqhd", tf.cast(probs, value.dtype), value)
 
         def grad(d_output):
@@ -146,11 +146,15 @@ def recomputing_attention(query, key, value, mask):
             # backward pass (XLA does not fold a float times zero, as NaN * 0 is NaN).
             tie = tf.cast(0.0, key.dtype) * tf.reduce_sum(d_output[:1, :1, :1, :1])
             tied_key = key + tie
-            probs = tf.exp(logits_of(scaled_query, tied_key) - log_sum)
+            # The row's maximum and sum, not their log-sum-exp: a fully masked row
+            # (-1e30 everywhere) would lose its log(tokens) to float32 rounding.
+            probs = tf.exp(logits_of(scaled_query, tied_key) - row_max) / row_sum
             d_output = tf.cast(d_output, tf.float32)
             d_value = tf.einsum("bhqk,bqhd->bkhd", probs, d_output)
             d_probs = tf.einsum("bqhd,bkhd->bhqk", d_output, tf.cast(value, tf.float32))
             d_logits = probs * (d_probs - tf.reduce_sum(probs * d_probs, -1, keepdims=True))
+            if mask is not None:  # the masked logits are constants
+                d_logits = tf.where(mask, d_logits, 0.0)
             d_query = tf.einsum("bhqk,bkhd->bqhd", d_logits, tf.cast(tied_key, tf.float32))
             d_key = tf.einsum("bhqk,bqhd->bkhd", d_logits, tf.cast(scaled_query, tf.float32))
             return (

@@ -122,6 +122,23 @@ def test_masked_outputs_and_gradients():
         assert_close(a, b, "float32")
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="a row with every key masked follows each backend's own convention",
+)
+def test_a_fully_masked_row_gets_the_references_gradients():
+    inputs = tensors(*[(2, 5, 2, 4)] * 3, seed=2)
+    mask = np.ones((2, 1, 5, 5), bool)
+    mask[0, 0, 2] = False  # query 2 of the first image attends to nothing
+    mask = ops.convert_to_tensor(mask)
+    fused, grads = value_and_grads(lambda q, k, v: fused_attention(q, k, v, mask=mask), inputs)
+    ref, ref_grads = value_and_grads(
+        lambda q, k, v: attention_reference(q, k, v, mask=mask), inputs
+    )
+    for a, b in zip([fused, *grads], [ref, *ref_grads]):
+        assert_close(a, b, "float32")
+
+
 def test_large_logits_stay_finite():
     q, k, v = tensors(*[(1, 9, 2, 16)] * 3, scale=300.0)
     fused, grads = value_and_grads(lambda q, k, v: fused_attention(q, k, v), [q, k, v])
