@@ -52,14 +52,17 @@ def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
     return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
 
 
+def _logits(scaled_query, key, mask):
+    """q kᵀ in float32, -1e30 where ``mask`` (if any) is False."""
+    logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", scaled_query, key), tf.float32)
+    return logits if mask is None else tf.where(mask, logits, -1e30)
+
+
 def dense_attention(query, key, value, mask, dropout_rate, seed):
     """softmax(q kᵀ / √d) v: logits and softmax in float32; returns (output, weights)."""
     scale = tf.math.rsqrt(tf.cast(tf.shape(query)[-1], tf.float32))
     # Scale folded into the (smaller) query; logits and softmax in float32.
-    query = query * tf.cast(scale, query.dtype)
-    logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", query, key), tf.float32)
-    if mask is not None:
-        logits = tf.where(mask, logits, -1e30)
+    logits = _logits(query * tf.cast(scale, query.dtype), key, mask)
     weights = tf.nn.softmax(logits, axis=-1)
     dropped = dropout(weights, dropout_rate, seed)
     output = tf.einsum("bhqk,bkhd->bqhd", tf.cast(dropped, value.dtype), value)
@@ -125,14 +128,10 @@ def recomputing_attention(query, key, value, mask):
     """
     scale = tf.math.rsqrt(tf.cast(tf.shape(query)[-1], tf.float32))
 
-    def logits_of(scaled_query, key):
-        logits = tf.cast(tf.einsum("bqhd,bkhd->bhqk", scaled_query, key), tf.float32)
-        return logits if mask is None else tf.where(mask, logits, -1e30)
-
     @tf.custom_gradient
     def attend(query, key, value):
         scaled_query = query * tf.cast(scale, query.dtype)
-        logits = logits_of(scaled_query, key)
+        logits = _logits(scaled_query, key, mask)
         row_max = tf.reduce_max(logits, axis=-1, keepdims=True)
         unnormalized = tf.exp(logits - row_max)
         row_sum = tf.reduce_sum(unnormalized, axis=-1, keepdims=True)
@@ -148,7 +147,7 @@ def recomputing_attention(query, key, value, mask):
             tied_key = key + tie
             # The row's maximum and sum, not their log-sum-exp: a fully masked row
             # (-1e30 everywhere) would lose its log(tokens) to float32 rounding.
-            probs = tf.exp(logits_of(scaled_query, tied_key) - row_max) / row_sum
+            probs = tf.exp(_logits(scaled_query, tied_key, mask) - row_max) / row_sum
             d_output = tf.cast(d_output, tf.float32)
             d_value = tf.einsum("bhqk,bqhd->bkhd", probs, d_output)
             d_probs = tf.einsum("bqhd,bkhd->bhqk", d_output, tf.cast(value, tf.float32))
