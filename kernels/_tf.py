@@ -197,22 +197,46 @@ def _gelu(x, approximate):
     return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
 
 
+def _product_dtype(x: tf.Tensor) -> tf.DType:
+    """The dtype of the block's matmul products: that of ``x`` on a GPU, else float32.
+
+    As in the JAX kernel: a float32 product of bfloat16 inputs rounds once (at the
+    next matmul's input) where a bfloat16 product rounds twice; a GPU writes
+    bfloat16 for half the memory traffic.
+    """
+    return x.dtype if tf.config.list_logical_devices("GPU") else tf.float32
+
+
+def _dense(x, kernel, bias, spec):
+    """``x`` times ``kernel`` + bias, in float32 (see ``_product_dtype``)."""
+    dtype = _product_dtype(x)
+    product = tf.einsum(spec, tf.cast(x, dtype), tf.cast(kernel, dtype))
+    return tf.cast(product, tf.float32) + tf.cast(bias, tf.float32)
+
+
 def _block_body(x, p, options, dropout_rate, seed):
-    """One block; ``options`` is ``(approximate_gelu, eps, attention_dropout_rate, block_size)``."""
+    """One block; ``options`` is ``(approximate_gelu, eps, attention_dropout_rate, block_size)``.
+
+    The bias adds, GELU and residual adds run in float32 until the next matmul's
+    input, as in the JAX kernel: in bfloat16 each of them would round again.
+    """
     approximate_gelu, eps, attention_dropout_rate, block_size = options
+    dtype = x.dtype
     h = _layer_norm(x, p["ln0_scale"], p["ln0_bias"], eps)
-    q, k, v = (tf.einsum("btd,dnh->btnh", h, p[f"{n}_kernel"]) + p[f"{n}_bias"] for n in "qkv")
+    q, k, v = (
+        tf.cast(_dense(h, p[f"{n}_kernel"], p[f"{n}_bias"], "btd,dnh->btnh"), dtype) for n in "qkv"
+    )
     if block_size:
         context = blockwise_attention(q, k, v, block_size)
     else:
         context, _ = dense_attention(q, k, v, None, attention_dropout_rate, seed + 1)
-    y = tf.einsum("btnh,nhd->btd", context, p["out_kernel"]) + p["out_bias"]
-    x = x + dropout(y, dropout_rate, seed + 2)
+    y = _dense(context, p["out_kernel"], p["out_bias"], "btnh,nhd->btd")
+    x = tf.cast(tf.cast(x, tf.float32) + dropout(y, dropout_rate, seed + 2), dtype)
     h = _layer_norm(x, p["ln2_scale"], p["ln2_bias"], eps)
-    h = _gelu(tf.matmul(h, p["mlp0_kernel"]) + p["mlp0_bias"], approximate_gelu)
-    h = dropout(h, dropout_rate, seed + 3)
-    h = tf.matmul(h, p["mlp1_kernel"]) + p["mlp1_bias"]
-    return x + dropout(h, dropout_rate, seed + 4)
+    h = _gelu(_dense(h, p["mlp0_kernel"], p["mlp0_bias"], "btd,dm->btm"), approximate_gelu)
+    h = tf.cast(dropout(h, dropout_rate, seed + 3), dtype)
+    h = _dense(h, p["mlp1_kernel"], p["mlp1_bias"], "btm,md->btd")
+    return tf.cast(tf.cast(x, tf.float32) + dropout(h, dropout_rate, seed + 4), dtype)
 
 
 _block = xla_function(_block_body)
