@@ -150,6 +150,31 @@ def test_tanh_gelu_gradient_recomputed_from_its_input_equals_keras(dtype, rtol):
     np.testing.assert_allclose(tf.cast(ours, "float32"), tf.cast(theirs, "float32"), rtol, rtol)
 
 
+@pytest.mark.parametrize("approximate", [True, False])
+def test_mlp_gradient_recomputing_gelu_equals_the_layers(approximate):
+    block = layers.MlpBlock(16, approximate_gelu=approximate)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(0, 2, (2, 5, 8)), "float32")
+    block.build(x.shape)
+    for weight in block.weights:
+        weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
+    assert block._recomputes_gelu(True) and not block._recomputes_gelu(False)
+    assert not layers.MlpBlock(16, dropout_rate=0.1)._recomputes_gelu(True)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = block(x, training=True)
+        hidden = keras.activations.gelu(block.dense_0(x), approximate=approximate)
+        theirs = block.dense_1(hidden)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+    cotangent = tf.constant(rng.normal(size=ours.shape), "float32")
+    sources = [x, *block.trainable_weights]
+    for a, b in zip(
+        tape.gradient(ours, sources, cotangent), tape.gradient(theirs, sources, cotangent)
+    ):
+        assert a is not None
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
+
+
 LAYERS = [
     layers.DenseGeneral((2, 4), in_axes=1, name="query"),
     layers.MultiHeadDotProductAttention(
