@@ -9,9 +9,10 @@ Float32: the fused path and the reference agree within 1e-5 relative error
 Bfloat16: both paths round differently, and their difference on an x86 CPU
 without native bfloat16 arithmetic reaches 2e-2 while each stays within 1.6e-2
 of the exact result (with it, as AVX512-BF16 gives TensorFlow's oneDNN kernels,
-the reference's matmuls round once, as the fused block's do). So each is compared with the float32 computation on the
-same (bfloat16-rounded) inputs: the fused path must be within 2e-2 of it and no
-less accurate than the reference path (at most 1.5x its error).
+the reference's matmuls round once, as the fused block's do). So each is
+compared with the float32 computation on the same (bfloat16-rounded) inputs: the
+fused path must be within 2e-2 of it and no less accurate than the reference
+path (at most 1.5x its error).
 """
 
 import subprocess

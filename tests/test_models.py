@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_vit
 from keras_vit import layers
-from keras_vit.layers.mlp import gelu
+from keras_vit.layers.mlp import gelu, gelu_dense
 from keras_vit.models import ResNetV2, ViT
 
 from .conftest import TINY
@@ -173,6 +173,8 @@ def test_mlp_gradient_recomputing_gelu_equals_the_layers(approximate):
     ):
         assert a is not None
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
+    with pytest.raises(ValueError, match="x has 8 features, the kernel 16 rows"):
+        gelu_dense(x, block.dense_1.kernel, block.dense_1.bias, approximate)
 
 
 LAYERS = [

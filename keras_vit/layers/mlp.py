@@ -90,6 +90,9 @@ def gelu_dense(x, kernel, bias, approximate: bool):
     Returns:
         ``[..., units]`` in the dtype of ``x``.
 
+    Raises:
+        ValueError: when ``x``'s last axis is not the kernel's first.
+
     Example:
         >>> import numpy as np
         >>> x, kernel = np.ones((2, 3, 4), "float32"), np.ones((4, 5), "float32")
@@ -99,6 +102,8 @@ def gelu_dense(x, kernel, bias, approximate: bool):
     import tensorflow as tf  # the TensorFlow path of MlpBlock only
 
     depth, units = kernel.shape
+    if x.shape[-1] != depth:
+        raise ValueError(f"gelu_dense: x has {x.shape[-1]} features, the kernel {depth} rows")
 
     @tf.custom_gradient
     def forward(x, kernel, bias):
