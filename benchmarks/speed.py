@@ -13,9 +13,11 @@ images/s, with ratios against timm and keras-hub (XLA). Measured:
 - the fp32 matmul peak (2048³) of numpy, TensorFlow and PyTorch, and the model
   FLOPs utilisation (achieved FLOP/s over the best of those peaks).
 
-Contenders: keras_vit with its fused XLA kernels, with the reference path, and
-with the reference layers inside one XLA-compiled step (``keras_vit-xla``);
-keras-hub's ViTBackbone (TensorFlow backend) with and without XLA; timm's
+Contenders: keras_vit's default (fused) model and its reference layers, each step
+a plain ``tf.function``; the default model with the whole step XLA-compiled, as
+Keras's ``fit`` compiles it (``keras_vit-xla``); ``keras-vit train``'s own step
+(``keras_vit-train``, training only: forward and backward pass XLA-compiled, the
+update outside); keras-hub's ViTBackbone (TensorFlow backend) with and without XLA; timm's
 VisionTransformer on PyTorch (run by ``--timm-python``, an interpreter with
 torch and timm; ``make bench-setup`` makes one in ``.venv-timm``).
 """
@@ -37,6 +39,7 @@ CONTENDERS = (
     "keras_vit-fused",
     "keras_vit-reference",
     "keras_vit-xla",
+    "keras_vit-train",
     "keras_hub-xla",
     "keras_hub",
     "timm",
@@ -48,7 +51,15 @@ PHASES = (  # (variant, task, batches, workers alive at once: 24 GiB hold three 
 )
 # Where not all contenders fit in memory at once, the first group holds timm and the
 # keras_vit paths (interleaved with each other), the second keras-hub's.
-GROUPING = ("timm", "keras_vit-xla", "keras_vit-fused", "keras_vit-reference", "keras_hub-xla")
+GROUPING = (
+    "timm",
+    "keras_vit-xla",
+    "keras_vit-train",
+    "keras_vit-fused",
+    "keras_vit-reference",
+    "keras_hub-xla",
+)
+TRAINING_ONLY = ("keras_vit-train",)  # `keras-vit train`'s step: its inference is the fused one
 ITERATIONS = {("infer", 1): 8, ("infer", 16): 2, ("train", 16): 2}
 
 
@@ -196,8 +207,9 @@ def drive(args: argparse.Namespace) -> dict:
     contenders = [c for c in order if c in args.contenders]
     with open(args.log, "w") as log:
         for variant, task, batches, alive in PHASES:
+            names = [c for c in contenders if task == "train" or c not in TRAINING_ONLY]
             # Contenders are interleaved within groups of `alive` workers (memory).
-            for group in (contenders[i : i + alive] for i in range(0, len(contenders), alive)):
+            for group in (names[i : i + alive] for i in range(0, len(names), alive)):
                 workers = {c: Worker(c, variant, args.timm_python, log) for c in group}
                 for framework, contender in (("tensorflow", "keras_vit-fused"), ("torch", "timm")):
                     if task == "infer" and contender in workers:

@@ -8,6 +8,7 @@ import tensorflow as tf
 import keras_vit
 from keras_vit import layers
 from keras_vit.layers.mlp import gelu, gelu_dense
+from keras_vit.layers.norm_dense import layer_norm_dense
 from keras_vit.models import ResNetV2, ViT
 
 from .conftest import TINY
@@ -175,6 +176,47 @@ def test_mlp_gradient_recomputing_gelu_equals_the_layers(approximate):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
     with pytest.raises(ValueError, match="x has 8 features, the kernel 16 rows"):
         gelu_dense(x, block.dense_1.kernel, block.dense_1.bias, approximate)
+
+
+@pytest.mark.parametrize(
+    "qkv_bias, policy, tolerance",
+    [(True, "float32", 1e-5), (False, "float32", 1e-5), (True, "mixed_bfloat16", 2e-2)],
+)
+def test_block_gradient_recomputing_layer_norm_equals_the_layers(
+    qkv_bias, policy, tolerance, monkeypatch
+):
+    calls = []
+    spy = lambda *args: calls.append(1) or layer_norm_dense(*args)  # noqa: E731
+    monkeypatch.setattr("keras_vit.layers.block.layer_norm_dense", spy)
+    block = layers.Encoder1DBlock(16, 2, qkv_bias=qkv_bias, dtype=policy)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(0, 2, (2, 5, 8)), "float32")
+    block.build(x.shape)
+    for weight in block.weights:
+        weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = block(x, training=True)
+        assert calls, "a training step on TensorFlow runs layer_norm_dense"
+        inputs = tf.cast(x, block.compute_dtype)
+        theirs = inputs + block.attention(block.norm_0(inputs), training=True)
+        theirs = theirs + block.mlp(block.norm_2(theirs), training=True)
+        assert ours.dtype == theirs.dtype == block.compute_dtype
+        ours, theirs = tf.cast(ours, "float32"), tf.cast(theirs, "float32")
+    np.testing.assert_allclose(ours, theirs, rtol=tolerance, atol=tolerance)
+    cotangent = tf.constant(rng.normal(size=ours.shape), "float32")
+    sources = [x, *block.trainable_weights]
+    for a, b in zip(
+        tape.gradient(ours, sources, cotangent), tape.gradient(theirs, sources, cotangent)
+    ):
+        assert a is not None
+        # key/bias has a zero gradient (softmax ignores a shift of every logit):
+        # both are rounding noise there, hence the absolute floor.
+        scale = max(float(np.abs(b).max()), 1.0)
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * scale)
+    kernels = [block.attention.query.kernel]
+    with pytest.raises(ValueError, match="x has 4 features, a kernel 8 rows"):
+        layer_norm_dense(x[..., :4], x[0, 0, :4], x[0, 0, :4], 1e-6, kernels, [None])
 
 
 LAYERS = [

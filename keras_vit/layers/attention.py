@@ -90,6 +90,23 @@ class MultiHeadDotProductAttention(keras.layers.Layer):
     def call(self, inputs, inputs_kv=None, training=None):
         inputs_kv = inputs if inputs_kv is None else inputs_kv
         query, key, value = self.query(inputs), self.key(inputs_kv), self.value(inputs_kv)
+        return self.attend(query, key, value, training)
+
+    def attend(self, query, key, value, training: bool | None = None):
+        """The attention and ``out`` over projected queries, keys and values.
+
+        ``Encoder1DBlock`` calls it with projections it computed itself
+        (``keras_vit.layers.norm_dense``); ``call`` projects, then calls it.
+
+        Args:
+            query: ``[batch, q_tokens, heads, head_dim]``.
+            key: ``[batch, kv_tokens, heads, head_dim]``.
+            value: ``[batch, kv_tokens, heads, head_dim]``.
+            training: whether attention dropout applies.
+
+        Returns:
+            ``[batch, q_tokens, hidden]``.
+        """
         rate = self.attention_dropout_rate if training else 0.0
         if self.attention_impl == "fused":
             seed = (

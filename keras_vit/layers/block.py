@@ -13,6 +13,7 @@ from keras import ops
 from keras_vit.kernels import encoder_block
 from keras_vit.layers.attention import MultiHeadDotProductAttention, check_attention_impl
 from keras_vit.layers.mlp import LayerScale, MlpBlock, layer_norm
+from keras_vit.layers.norm_dense import layer_norm_dense
 from keras_vit.numerics import LAYER_NORM_EPSILON
 
 
@@ -30,7 +31,10 @@ class Encoder1DBlock(keras.layers.Layer):
             kernel (``keras_vit.kernels.encoder_block``) in inference;
             ``"reference"``, and every training step, runs the sublayers one by
             one (TensorFlow's own gradient of those measured faster here than
-            the gradient of the XLA kernel: see the README's benchmark).
+            the gradient of the XLA kernel: see the README's benchmark). On
+            TensorFlow a training step runs ``LayerNorm_0`` and the attention's
+            projections as ``keras_vit.layers.norm_dense.layer_norm_dense``,
+            whose gradient recomputes the normalized tokens rather than keep them.
         attention_block_size: key-block size of the fused kernel's memory-saving
             attention for sequences longer than it (None: plain attention).
         layer_norm_epsilon: the LayerNorms' epsilon (1e-6; Hugging Face: 1e-12).
@@ -143,12 +147,30 @@ class Encoder1DBlock(keras.layers.Layer):
                 self.layer_norm_epsilon,
                 block_size=self.attention_block_size,
             )
-        x = self.attention(self.norm_0(inputs), training=training)
+        if training and keras.backend.backend() == "tensorflow":
+            x = self._attend_recomputing_norm(inputs, training)
+        else:
+            x = self.attention(self.norm_0(inputs), training=training)
         if self.ls1 is not None:
             x = self.ls1(x)
         x = inputs + self.dropout(x, training=training)
         y = self.mlp(self.norm_2(x), training=training)
         return x + (y if self.ls2 is None else self.ls2(y))
+
+    def _attend_recomputing_norm(self, inputs, training):
+        """The attention of ``LayerNorm_0(inputs)``, the LayerNorm and the projections
+        as ``layer_norm_dense``: its gradient recomputes the normalized tokens."""
+        attention, dtype = self.attention, inputs.dtype
+        projections = (attention.query, attention.key, attention.value)
+        query, key, value = layer_norm_dense(
+            inputs,
+            ops.cast(self.norm_0.gamma, "float32"),
+            ops.cast(self.norm_0.beta, "float32"),
+            self.norm_0.epsilon,
+            [ops.cast(p.kernel, dtype) for p in projections],
+            [None if p.bias is None else ops.cast(p.bias, dtype) for p in projections],
+        )
+        return attention.attend(query, key, value, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
