@@ -49,8 +49,8 @@ PHASES = (  # (variant, task, batches, workers alive at once: 24 GiB hold three 
     ("B/16", "train", (16,), 3),
     ("S/16", "train", (16,), 3),
 )
-# Where not all contenders fit in memory at once, the first group holds timm and the
-# keras_vit paths (interleaved with each other), the second keras-hub's.
+# Where not all contenders fit in memory at once, they run in groups in this order: timm
+# first, with the two training steps users get (`fit`'s and `keras-vit train`'s).
 GROUPING = (
     "timm",
     "keras_vit-xla",

@@ -52,6 +52,8 @@ def _build_tf(contender: str, variant: str, task: str, batch: int) -> Callable[[
         model = create_model(f"ViT-{variant}", attention_impl=impl)
         jit = contender.endswith("xla")
         if contender.endswith("train"):
+            if task != "train":
+                raise ValueError(f"{contender} measures training only")
             return _train_step_of_the_cli(model, batch)
     else:
         import keras_hub

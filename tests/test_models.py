@@ -179,11 +179,17 @@ def test_mlp_gradient_recomputing_gelu_equals_the_layers(approximate):
 
 
 @pytest.mark.parametrize(
-    "qkv_bias, policy, tolerance",
-    [(True, "float32", 1e-5), (False, "float32", 1e-5), (True, "mixed_bfloat16", 2e-2)],
+    "qkv_bias, policy, tolerance, jit",
+    [
+        (True, "float32", 1e-5, False),
+        (False, "float32", 1e-5, False),
+        (True, "float32", 1e-5, True),
+        (True, "float64", 1e-12, False),
+        (True, "mixed_bfloat16", 2e-2, False),
+    ],
 )
 def test_block_gradient_recomputing_layer_norm_equals_the_layers(
-    qkv_bias, policy, tolerance, monkeypatch
+    qkv_bias, policy, tolerance, jit, monkeypatch
 ):
     calls = []
     spy = lambda *args: calls.append(1) or layer_norm_dense(*args)  # noqa: E731
@@ -194,21 +200,31 @@ def test_block_gradient_recomputing_layer_norm_equals_the_layers(
     block.build(x.shape)
     for weight in block.weights:
         weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        ours = block(x, training=True)
-        assert calls, "a training step on TensorFlow runs layer_norm_dense"
-        inputs = tf.cast(x, block.compute_dtype)
-        theirs = inputs + block.attention(block.norm_0(inputs), training=True)
-        theirs = theirs + block.mlp(block.norm_2(theirs), training=True)
-        assert ours.dtype == theirs.dtype == block.compute_dtype
-        ours, theirs = tf.cast(ours, "float32"), tf.cast(theirs, "float32")
-    np.testing.assert_allclose(ours, theirs, rtol=tolerance, atol=tolerance)
-    cotangent = tf.constant(rng.normal(size=ours.shape), "float32")
-    sources = [x, *block.trainable_weights]
-    for a, b in zip(
-        tape.gradient(ours, sources, cotangent), tape.gradient(theirs, sources, cotangent)
-    ):
+    cotangent = tf.constant(rng.normal(size=x.shape), "float64")
+
+    def outputs_and_gradients(x, cotangent, layer_by_layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            if layer_by_layer:
+                inputs = tf.cast(x, block.compute_dtype)
+                out = inputs + block.attention(block.norm_0(inputs), training=True)
+                out = out + block.mlp(block.norm_2(out), training=True)
+            else:
+                out = block(x, training=True)
+            assert out.dtype == block.compute_dtype
+            out = tf.cast(out, "float64")
+        return out, tape.gradient(out, [x, *block.trainable_weights], cotangent)
+
+    spec = tf.TensorSpec([None, 5, 8], "float32"), tf.TensorSpec([None, 5, 8], "float64")
+    ours = outputs_and_gradients
+    if jit:  # XLA, the batch unknown when traced
+        ours = tf.function(lambda x, c: outputs_and_gradients(x, c, False), jit_compile=True)
+        ours = ours.get_concrete_function(*spec)
+    ours = ours(x, cotangent) if jit else ours(x, cotangent, False)
+    assert calls, "a training step on TensorFlow runs layer_norm_dense"
+    theirs = outputs_and_gradients(x, cotangent, True)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=tolerance, atol=tolerance)
+    for a, b in zip(ours[1], theirs[1]):
         assert a is not None
         # key/bias has a zero gradient (softmax ignores a shift of every logit):
         # both are rounding noise there, hence the absolute floor.

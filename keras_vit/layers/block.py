@@ -158,14 +158,16 @@ class Encoder1DBlock(keras.layers.Layer):
         return x + (y if self.ls2 is None else self.ls2(y))
 
     def _attend_recomputing_norm(self, inputs, training):
-        """The attention of ``LayerNorm_0(inputs)``, the LayerNorm and the projections
-        as ``layer_norm_dense``: its gradient recomputes the normalized tokens."""
+        """The attention of ``LayerNorm_0(inputs)``, projected by ``layer_norm_dense``.
+
+        That function's gradient recomputes the normalized tokens rather than keep them.
+        """
         attention, dtype = self.attention, inputs.dtype
         projections = (attention.query, attention.key, attention.value)
         query, key, value = layer_norm_dense(
             inputs,
-            ops.cast(self.norm_0.gamma, "float32"),
-            ops.cast(self.norm_0.beta, "float32"),
+            self.norm_0.gamma,
+            self.norm_0.beta,
             self.norm_0.epsilon,
             [ops.cast(p.kernel, dtype) for p in projections],
             [None if p.bias is None else ops.cast(p.bias, dtype) for p in projections],
