@@ -16,6 +16,19 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
+def _features(x, kernels) -> int:
+    """``x``'s last axis, which every kernel's first must equal."""
+    hidden = x.shape[-1]
+    if hidden is None:
+        raise ValueError("layer_norm_dense: x's last axis (the features) must be known")
+    for kernel in kernels:
+        if kernel.shape[0] != hidden:
+            raise ValueError(
+                f"layer_norm_dense: x has {hidden} features, a kernel {kernel.shape[0]} rows"
+            )
+    return hidden
+
+
 def layer_norm_dense(
     x: tf.Tensor,
     scale: tf.Tensor,
@@ -54,14 +67,7 @@ def layer_norm_dense(
     """
     import tensorflow as tf  # the TensorFlow training path of Encoder1DBlock only
 
-    hidden = x.shape[-1]
-    if hidden is None:
-        raise ValueError("layer_norm_dense: x's last axis (the features) must be known")
-    for kernel in kernels:
-        if kernel.shape[0] != hidden:
-            raise ValueError(
-                f"layer_norm_dense: x has {hidden} features, a kernel {kernel.shape[0]} rows"
-            )
+    hidden = _features(x, kernels)
     features = [list(kernel.shape[1:]) for kernel in kernels]
     matrices = [tf.reshape(kernel, [hidden, -1]) for kernel in kernels]
     offsets = [
