@@ -215,12 +215,12 @@ def test_block_gradient_recomputing_layer_norm_equals_the_layers(
             out = tf.cast(out, "float64")
         return out, tape.gradient(out, [x, *block.trainable_weights], cotangent)
 
-    spec = tf.TensorSpec([None, 5, 8], "float32"), tf.TensorSpec([None, 5, 8], "float64")
-    ours = outputs_and_gradients
     if jit:  # XLA, the batch unknown when traced
-        ours = tf.function(lambda x, c: outputs_and_gradients(x, c, False), jit_compile=True)
-        ours = ours.get_concrete_function(*spec)
-    ours = ours(x, cotangent) if jit else ours(x, cotangent, False)
+        traced = tf.function(lambda x, c: outputs_and_gradients(x, c, False), jit_compile=True)
+        spec = tf.TensorSpec([None, 5, 8], "float32"), tf.TensorSpec([None, 5, 8], "float64")
+        ours = traced.get_concrete_function(*spec)(x, cotangent)
+    else:
+        ours = outputs_and_gradients(x, cotangent, False)
     assert calls, "a training step on TensorFlow runs layer_norm_dense"
     theirs = outputs_and_gradients(x, cotangent, True)
     np.testing.assert_allclose(ours[0], theirs[0], rtol=tolerance, atol=tolerance)
